@@ -1,0 +1,318 @@
+"""The plan: one typed, frozen description of a fine-tuning job.
+
+A plan is the single source of truth. The YAML file, the command-line flags and the TUI all
+produce one; the memory model, the rules, the DeepSpeed JSON and the runner all read one.
+
+Parsing never stops at the first mistake: every unknown key, wrong type and out-of-range value
+is collected into one :class:`PlanError`, each naming the field (``batch.micro_batch``) and the
+fix (``did you mean 'micro_batch'?``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+METHODS = ("full", "lora", "qlora")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+OFFLOAD_DEVICES = ("none", "cpu", "nvme")
+PRESET_NAMES = (
+    "deepspeed_zero1",
+    "deepspeed_zero2",
+    "deepspeed_zero2_offload",
+    "deepspeed_zero3",
+    "deepspeed_zero3_offload",
+)
+
+
+def _f(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
+       kind: type | tuple | None = None, optional: bool = False):
+    """A dataclass field carrying its own docstring and validation bounds."""
+    meta = {"doc": doc, "choices": choices, "minimum": minimum, "kind": kind, "optional": optional}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    name: str = _f("tiny-llama", "catalog name (see `zerowizard presets`), hub id, or local directory",
+                   kind=str)
+    params: int | None = _f(None, "raw parameter count for a model outside the catalog (e.g. 7B)",
+                            minimum=1, kind=int, optional=True)
+
+
+@dataclass(frozen=True)
+class MethodSection:
+    type: str = _f("full", "full | lora | qlora", choices=METHODS, kind=str)
+    lora_r: int = _f(64, "LoRA rank", minimum=1, kind=int)
+    lora_alpha: int = _f(16, "LoRA alpha", minimum=1, kind=int)
+    lora_dropout: float = _f(0.1, "LoRA dropout", minimum=0.0, kind=float)
+    target_modules: Any = _f("all-linear", "'all-linear' or a list of module names", kind=(str, list))
+
+
+@dataclass(frozen=True)
+class HardwareSection:
+    gpu: str = _f("auto", "'auto' (NVML, else the CPU), 'cpu', or a catalog name like A100-80GB",
+                  kind=str)
+    gpu_memory_gb: float | None = _f(None, "override the GPU memory in GiB", minimum=0.001,
+                                     kind=float, optional=True)
+    compute_capability: str | None = _f(None, "override the compute capability, e.g. '8.0'",
+                                        kind=str, optional=True)
+    gpus_per_node: int | None = _f(None, "GPUs (ranks) per node; default: all detected, 2 on CPU",
+                                   minimum=1, kind=int, optional=True)
+    nodes: int = _f(1, "number of nodes", minimum=1, kind=int)
+    host_ram_gb: float | None = _f(None, "host RAM per node in GiB; default: this machine's",
+                                   minimum=0.001, kind=float, optional=True)
+
+
+@dataclass(frozen=True)
+class BatchSection:
+    micro_batch: int = _f(1, "micro batch per GPU (train_micro_batch_size_per_gpu)", minimum=1, kind=int)
+    grad_accum: int = _f(1, "gradient accumulation steps", minimum=1, kind=int)
+    seq_len: int = _f(2048, "sequence length in tokens", minimum=1, kind=int)
+    grad_checkpointing: bool = _f(True, "recompute activations in the backward pass", kind=bool)
+
+
+@dataclass(frozen=True)
+class ZeroSection:
+    stage: int | None = _f(None, "ZeRO stage 0-3; default: the DeepSpeed base's", minimum=0,
+                           kind=int, optional=True)
+    offload_optimizer: str | None = _f(None, "none | cpu | nvme; default: the DeepSpeed base's",
+                                       choices=OFFLOAD_DEVICES, kind=str, optional=True)
+    offload_param: str | None = _f(None, "none | cpu | nvme (stage 3 only); default: the base's",
+                                   choices=OFFLOAD_DEVICES, kind=str, optional=True)
+    nvme_path: str | None = _f(None, "a local NVMe directory for nvme offload", kind=str, optional=True)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    path: str | None = _f(None, "JSON/JSONL file (alpaca, chat or oasst1 form) or a hub dataset id",
+                          kind=str, optional=True)
+    format: str = _f("auto", "auto | alpaca | chat | oasst1",
+                     choices=("auto", "alpaca", "chat", "oasst1"), kind=str)
+    packing: bool = _f(False, "pack examples to the sequence length", kind=bool)
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    epochs: float = _f(1.0, "training epochs", minimum=0.001, kind=float)
+    max_steps: int | None = _f(None, "stop after this many optimizer steps", minimum=1, kind=int,
+                               optional=True)
+    learning_rate: float = _f(2e-4, "peak learning rate", minimum=0.0, kind=float)
+    warmup_ratio: float = _f(0.03, "share of steps spent warming up", minimum=0.0, kind=float)
+    save_steps: int = _f(0, "checkpoint every N optimizer steps (0: only at the end)", minimum=0,
+                         kind=int)
+    logging_steps: int = _f(1, "log every N optimizer steps", minimum=1, kind=int)
+    seed: int = _f(42, "random seed", minimum=0, kind=int)
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: ModelSection = field(default_factory=ModelSection)
+    method: MethodSection = field(default_factory=MethodSection)
+    hardware: HardwareSection = field(default_factory=HardwareSection)
+    batch: BatchSection = field(default_factory=BatchSection)
+    precision: str = _f("auto", "auto | bf16 | fp16 | fp32 (auto: bf16 where compute capability >= 8.0)",
+                        choices=PRECISIONS, kind=str)
+    max_grad_norm: float = _f(1.0, "gradient clipping (max grad norm); 0 disables", minimum=0.0, kind=float)
+    zero: ZeroSection = field(default_factory=ZeroSection)
+    deepspeed: str = _f("deepspeed_zero2", "a preset name (deepspeed_zero1/2/3, *_offload) or a JSON path",
+                        kind=str)
+    data: DataSection = field(default_factory=DataSection)
+    output: str | None = _f(None, "output directory; default: a new folder under ./work_dirs",
+                            kind=str, optional=True)
+    train: TrainSection = field(default_factory=TrainSection)
+
+
+SECTIONS = {f.name: f.default_factory for f in fields(Plan) if f.default_factory is not dataclasses.MISSING}
+
+
+class PlanError(ValueError):
+    """Every problem found while reading a plan, reported together."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = list(errors)
+        super().__init__("; ".join(self.errors))
+
+
+def closest(name: str, options) -> str | None:
+    """The closest valid spelling of ``name`` among ``options``, if one is close enough."""
+    match = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _did_you_mean(name: str, options) -> str:
+    best = closest(name, options)
+    return f"did you mean '{best}'?" if best else "valid keys: " + ", ".join(sorted(options))
+
+
+def _coerce(value: Any, f: dataclasses.Field, where: str, errors: list[str]) -> Any:
+    meta = f.metadata
+    kind, optional = meta.get("kind"), meta.get("optional")
+    if value is None:
+        if optional:
+            return None
+        errors.append(f"{where}: must not be empty; remove it to use the default ({f.default!r})")
+        return f.default
+    if kind is bool:
+        if not isinstance(value, bool):
+            errors.append(f"{where}: expected true or false, got {value!r}")
+            return f.default
+    elif kind is int:
+        if isinstance(value, str):
+            try:
+                value = parse_count(value) if f.name == "params" else int(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                errors.append(f"{where}: expected a whole number, got {value!r}")
+                return f.default
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{where}: expected a number, got {value!r}")
+            return f.default
+        value = float(value)
+    elif kind is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and f.name in (
+                "compute_capability", "name", "gpu"):
+            value = str(value)
+        if not isinstance(value, str):
+            errors.append(f"{where}: expected text, got {value!r}")
+            return f.default
+    elif kind == (str, list):
+        if isinstance(value, list):
+            if not value or not all(isinstance(v, str) and v for v in value):
+                errors.append(f"{where}: expected a non-empty list of module names")
+                return f.default
+        elif not isinstance(value, str):
+            errors.append(f"{where}: expected 'all-linear' or a list of module names, got {value!r}")
+            return f.default
+    choices, minimum = meta.get("choices"), meta.get("minimum")
+    if choices and value not in choices:
+        hint = closest(value, choices)
+        fix = f"did you mean '{hint}'?" if hint else "use one of: " + ", ".join(choices)
+        errors.append(f"{where}: {value!r} is not valid; {fix}")
+        return f.default
+    if minimum is not None and isinstance(value, (int, float)) and value < minimum:
+        errors.append(f"{where}: {value!r} is below the minimum {minimum!r}")
+        return f.default
+    return value
+
+
+def _build(cls, data: Any, prefix: str, errors: list[str]):
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        errors.append(f"{prefix or 'plan'}: expected a mapping of keys, got {type(data).__name__}")
+        return cls()
+    known = {f.name: f for f in fields(cls)}
+    values = {}
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key not in known:
+            errors.append(f"{where}: unknown key; {_did_you_mean(key, known)}")
+            continue
+        f = known[key]
+        if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
+            values[key] = _build(f.default_factory, value, where + ".", errors)
+        else:
+            values[key] = _coerce(value, f, where, errors)
+    return cls(**values)
+
+
+# Short forms accepted for a whole section: `model: llama-3-8b`, `method: lora`.
+_SHORT_FORMS = {"model": "name", "method": "type"}
+
+
+def plan_from_dict(data: Any) -> Plan:
+    """Build a plan from parsed YAML; raise :class:`PlanError` listing every problem."""
+    errors: list[str] = []
+    if isinstance(data, dict):
+        data = dict(data)
+        for section, key in _SHORT_FORMS.items():
+            if isinstance(data.get(section), (str, int)) and not isinstance(data.get(section), bool):
+                data[section] = {key: str(data[section])}
+    plan = _build(Plan, data, "", errors)
+    errors.extend(_cross_checks(plan))
+    if errors:
+        raise PlanError(errors)
+    return plan
+
+
+def _cross_checks(plan: Plan) -> list[str]:
+    errors = []
+    if plan.zero.stage is not None and plan.zero.stage > 3:
+        errors.append(f"zero.stage: {plan.zero.stage} is not a ZeRO stage; use 0, 1, 2 or 3")
+    return errors
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read a plan YAML file (PlanError on any problem, including a missing file)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise PlanError([f"--plan: no such file {str(path)!r}; check the path"])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise PlanError([f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}"]) from None
+    except UnicodeDecodeError:
+        raise PlanError([f"{path}: not a text file; a plan is YAML"]) from None
+    if data is None:
+        data = {}
+    return plan_from_dict(data)
+
+
+def plan_to_dict(plan: Plan) -> dict:
+    """A plain dict of the plan (the YAML form, every field written out)."""
+    return dataclasses.asdict(plan)
+
+
+def dump_plan(plan: Plan) -> str:
+    import yaml
+
+    return yaml.safe_dump(plan_to_dict(plan), sort_keys=False)
+
+
+def update(plan: Plan, section: str | None = None, **changes) -> Plan:
+    """A copy of ``plan`` with ``changes`` applied to one section (or to the top level)."""
+    if section is None:
+        return replace(plan, **changes)
+    return replace(plan, **{section: replace(getattr(plan, section), **changes)})
+
+
+def parse_count(text: str | int) -> int:
+    """'7B' -> 7_000_000_000, '350M' -> 350_000_000, '1.5e9' -> 1_500_000_000."""
+    if isinstance(text, int):
+        return text
+    s = str(text).strip().upper().replace("_", "").replace(",", "")
+    scale = {"K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
+    mult = 1
+    if s and s[-1] in scale:
+        mult, s = scale[s[-1]], s[:-1]
+    try:
+        value = float(s) * mult
+    except ValueError:
+        raise ValueError(f"not a parameter count: {text!r} (use e.g. 7B, 350M or 1.5e9)") from None
+    if value < 1:
+        raise ValueError(f"not a parameter count: {text!r} (must be positive)")
+    return int(round(value))
+
+
+def field_doc(section: str, name: str) -> str:
+    """The docstring of one plan field (for --help and the TUI)."""
+    cls = SECTIONS.get(section)
+    target = cls if cls else Plan
+    for f in fields(target):
+        if f.name == name:
+            return f.metadata.get("doc", "")
+    return ""
