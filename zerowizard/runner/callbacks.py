@@ -1,0 +1,122 @@
+"""Trainer callbacks: the event stream (rank 0) and the test hooks (crash, stop)."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from zerowizard.runner.events import EventWriter
+
+
+def device_memory_bytes(accelerator: str) -> int:
+    """Peak allocated bytes on CUDA; the process RSS on the CPU."""
+    if accelerator == "cuda":
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+class EventsCallback(TrainerCallback):
+    """Turns the Trainer's logs and saves into ``start``/``step``/``checkpoint``/``eval``/``end``."""
+
+    def __init__(self, writer: EventWriter | None, spec: dict, plan, collator, world: int,
+                 started: float, workdir: Path):
+        self.writer, self.spec, self.plan = writer, spec, plan
+        self.collator, self.world, self.started = collator, world, started
+        self.workdir = workdir
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.mem_dir = workdir / ".mem"
+        self.mem_dir.mkdir(exist_ok=True)
+        self.first_step_at = None
+        self.first_step = 0
+        self.last = (0, time.time())
+        self.last_loss = None
+        self.steps_logged = 0
+
+    def _emit(self, kind, **fields):
+        if self.writer is not None:
+            self.writer.emit(kind, **fields)
+
+    def on_train_begin(self, args, state, control, **kw):
+        from zerowizard.plan import load_plan, plan_to_dict
+
+        self.first_step = state.global_step
+        self.last = (self.collator.tokens, time.time())
+        self._emit("start", plan=plan_to_dict(load_plan(self.workdir / "plan.yaml")),
+                   ds_config=str(self.workdir / "ds_config.json"), world_size=self.world,
+                   predicted_per_gpu_bytes=self.spec.get("predicted_per_gpu_bytes"),
+                   accelerator=self.spec["accelerator"], precision=self.spec["precision"],
+                   total_steps=state.max_steps, start_step=state.global_step,
+                   resumed_from=self.spec.get("resume_from"), output=str(self.workdir),
+                   setup_s=round(time.time() - self.started, 2))
+
+    def _memory(self) -> list[int | None]:
+        mine = device_memory_bytes(self.spec["accelerator"])
+        (self.mem_dir / f"rank{self.rank}").write_text(str(mine))
+        out = []
+        for r in range(self.world):
+            try:
+                out.append(int((self.mem_dir / f"rank{r}").read_text()))
+            except (OSError, ValueError):
+                out.append(None)
+        return out
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        logs = logs or {}
+        if "loss" not in logs:
+            return
+        memory = self._memory()
+        now = time.time()
+        tokens, then = self.last
+        rate = (self.collator.tokens - tokens) * self.world / max(now - then, 1e-9)
+        self.last = (self.collator.tokens, now)
+        if self.first_step_at is None:
+            self.first_step_at = (now, state.global_step)
+        t0, s0 = self.first_step_at
+        done = state.global_step - s0
+        eta = (now - t0) / done * (state.max_steps - state.global_step) if done > 0 else None
+        self.last_loss = logs["loss"]
+        self._emit("step", step=state.global_step, total_steps=state.max_steps,
+                   epoch=round(state.epoch or 0.0, 4), loss=logs["loss"],
+                   learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
+                   tokens_per_s=round(rate, 1), elapsed_s=round(now - self.started, 2),
+                   eta_s=None if eta is None else round(eta, 1), memory_bytes=memory,
+                   memory_kind="cuda_max_allocated" if self.spec["accelerator"] == "cuda" else "rss")
+
+    def on_save(self, args, state, control, **kw):
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        self._emit("checkpoint", step=state.global_step, path=str(path))
+
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        self._emit("eval", step=state.global_step, metrics=metrics or {})
+
+    def finish(self, trainer, final: Path) -> None:
+        state = trainer.state
+        self._emit("end", status="completed", step=state.global_step, total_steps=state.max_steps,
+                   loss=self.last_loss, final_model=str(final),
+                   method=self.plan.method.type, elapsed_s=round(time.time() - self.started, 2),
+                   tokens=self.collator.tokens * self.world)
+
+
+class TestHooks(TrainerCallback):
+    """Faults on demand for the tests: ZEROWIZARD_TEST_CRASH='RANK:STEP' raises on that rank;
+    ZEROWIZARD_TEST_STOP_AT=STEP stops cleanly after that step (checkpoint saved)."""
+
+    def __init__(self, rank: int):
+        self.rank = rank
+        crash = os.environ.get("ZEROWIZARD_TEST_CRASH", "")
+        self.crash = tuple(int(x) for x in crash.split(":")) if crash else None
+        stop = os.environ.get("ZEROWIZARD_TEST_STOP_AT", "")
+        self.stop = int(stop) if stop else None
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.crash and self.crash[0] == self.rank and state.global_step >= self.crash[1]:
+            raise RuntimeError(f"injected crash on rank {self.rank} at step {state.global_step} (test hook)")
+        if self.stop and state.global_step >= self.stop:
+            control.should_training_stop = True
+            control.should_save = True

@@ -1,0 +1,180 @@
+"""The per-rank entry: ``python -m zerowizard.runner.train --workdir DIR``.
+
+Reads ``plan.yaml``, ``ds_config.json`` and ``runner.json`` that the launcher wrote into DIR,
+builds the model (partitioned under ZeRO-3), the data and an HF Trainer driving DeepSpeed with
+that exact JSON, and streams events. Each rank's stdout/stderr goes to ``DIR/logs/rankN.log``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from zerowizard.runner.events import EventWriter
+
+
+def _redirect_logs(workdir: Path, rank: int) -> None:
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    fh = open(logs / f"rank{rank}.log", "a", buffering=1, encoding="utf-8")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fh.fileno(), 1)
+    os.dup2(fh.fileno(), 2)
+    sys.stdout = sys.stderr = fh
+
+
+def _quiet_libraries() -> None:
+    import logging
+
+    import transformers
+
+    transformers.utils.logging.set_verbosity_warning()
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+
+
+def load_model(spec: dict, plan, ds_config: dict, precision: str):
+    """The model (peft-wrapped for LoRA/QLoRA); under ZeRO-3 it is created partitioned."""
+    import torch
+    import torch._dynamo  # noqa: F401  (must not be first imported inside zero.Init)
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    path = spec["model_path"]
+    config = AutoConfig.from_pretrained(path, trust_remote_code=spec.get("trust_remote_code", False))
+    try:  # import the model class now: its lazy imports must not run inside zero.Init
+        cls = AutoModelForCausalLM._model_mapping[type(config)]
+    except KeyError:
+        cls = AutoModelForCausalLM
+    kwargs = {"dtype": dtype, "trust_remote_code": spec.get("trust_remote_code", False)}
+    method = plan.method.type
+    if method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
+    # TrainingArguments(deepspeed=...) was built before this call, so transformers sees the
+    # HfDeepSpeedConfig and from_pretrained runs under deepspeed.zero.Init for stage 3.
+    model = cls.from_pretrained(path, **kwargs)
+    model.config.use_cache = False
+    if method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if method == "qlora":
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=plan.batch.grad_checkpointing)
+    targets = plan.method.target_modules
+    lora = LoraConfig(r=plan.method.lora_r, lora_alpha=plan.method.lora_alpha,
+                      lora_dropout=plan.method.lora_dropout, task_type="CAUSAL_LM",
+                      target_modules="all-linear" if targets == "all-linear" else list(targets))
+    # Adapters take the model's 16-bit dtype, not peft's fp32 upcast: ZeRO-3 needs every
+    # trainable partition in one dtype, and DeepSpeed keeps its own fp32 master copy anyway.
+    model = get_peft_model(model, lora, autocast_adapter_dtype=False)
+    if method == "qlora":
+        for p in model.parameters():
+            if p.requires_grad:
+                p.data = p.data.to(dtype)
+    return model
+
+
+def load_data(spec: dict, plan, tok):
+    from zerowizard.runner import data
+
+    src = spec["data"]
+    records = data.load_hub_records(src["path"]) if src.get("hub") else data.load_records(src["path"])
+    return data.build_examples(tok, records, plan.batch.seq_len, plan.data.format, plan.data.packing)
+
+
+def _int(value, fallback):
+    return value if isinstance(value, int) else fallback
+
+
+def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdir: Path):
+    from transformers import TrainingArguments
+
+    t = plan.train
+    clip = ds_config.get("gradient_clipping")
+    return TrainingArguments(
+        output_dir=str(workdir / "checkpoints"),
+        per_device_train_batch_size=_int(ds_config.get("train_micro_batch_size_per_gpu"), plan.batch.micro_batch),
+        gradient_accumulation_steps=_int(ds_config.get("gradient_accumulation_steps"), plan.batch.grad_accum),
+        max_grad_norm=float(clip) if isinstance(clip, (int, float)) else plan.max_grad_norm,
+        learning_rate=t.learning_rate, warmup_steps=t.warmup_ratio, lr_scheduler_type="cosine",
+        num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
+        logging_steps=t.logging_steps, logging_first_step=True,
+        save_strategy="steps", save_steps=t.save_steps or 10**9,
+        bf16=precision == "bf16", fp16=precision == "fp16",
+        use_cpu=spec["accelerator"] == "cpu", deepspeed=ds_config,
+        gradient_checkpointing=plan.batch.grad_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        seed=t.seed, data_seed=t.seed, report_to=[], disable_tqdm=True,
+        dataloader_num_workers=0, remove_unused_columns=False,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m zerowizard.runner.train")
+    ap.add_argument("--workdir", required=True)
+    args = ap.parse_args(argv)
+    workdir = Path(args.workdir)
+    rank = int(os.environ.get("RANK", "0"))
+    if os.environ.get("ZEROWIZARD_RANK_LOGS", "1") == "1":
+        _redirect_logs(workdir, rank)
+    events = EventWriter(workdir / "events.jsonl", source=f"rank{rank}")
+    try:
+        return _train(workdir, rank, events)
+    except BaseException as exc:  # noqa: BLE001 - reported, then re-raised as exit status
+        if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and not exc.code):
+            raise
+        events.emit("error", rank=rank, error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc()[-4000:])
+        traceback.print_exc()
+        sys.stdout.flush()
+        return 1
+
+
+def _train(workdir: Path, rank: int, events: EventWriter) -> int:
+    from zerowizard.plan import load_plan
+
+    spec = json.loads((workdir / "runner.json").read_text(encoding="utf-8"))
+    plan = load_plan(workdir / "plan.yaml")
+    ds_config = json.loads((workdir / "ds_config.json").read_text(encoding="utf-8"))
+    precision = spec["precision"]
+    started = time.time()
+    _quiet_libraries()
+
+    from transformers import AutoTokenizer, Trainer
+
+    from zerowizard.runner.callbacks import EventsCallback, TestHooks
+    from zerowizard.runner.data import Collator
+
+    targs = training_arguments(spec, plan, ds_config, precision, workdir)
+    tok = AutoTokenizer.from_pretrained(spec["model_path"], trust_remote_code=spec.get("trust_remote_code", False))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    if not getattr(tok, "chat_template", None):
+        from zerowizard.runner.tinymodel import CHAT_TEMPLATE
+
+        tok.chat_template = CHAT_TEMPLATE
+    examples = load_data(spec, plan, tok)
+    model = load_model(spec, plan, ds_config, precision)
+    collator = Collator(tok.pad_token_id)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    cb = EventsCallback(events if rank == 0 else None, spec, plan, collator, world, started, workdir)
+    trainer = Trainer(model=model, args=targs, train_dataset=examples, data_collator=collator,
+                      processing_class=tok, callbacks=[cb, TestHooks(rank)])
+    trainer.train(resume_from_checkpoint=spec.get("resume_from"))
+    final = workdir / "final"
+    trainer.save_model(str(final))
+    cb.finish(trainer, final)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
