@@ -46,18 +46,22 @@ class EventsCallback(TrainerCallback):
         from zerowizard.plan import load_plan, plan_to_dict
 
         self.first_step = state.global_step
-        self.last = (self.collator.tokens, time.time())
+        self.last = (state.num_input_tokens_seen, time.time())
         self._emit("start", plan=plan_to_dict(load_plan(self.workdir / "plan.yaml")),
                    ds_config=str(self.workdir / "ds_config.json"), world_size=self.world,
                    predicted_per_gpu_bytes=self.spec.get("predicted_per_gpu_bytes"),
                    accelerator=self.spec["accelerator"], precision=self.spec["precision"],
                    total_steps=state.max_steps, start_step=state.global_step,
                    resumed_from=self.spec.get("resume_from"), output=str(self.workdir),
+                   zero3_partitioned=self.spec.get("zero3_partitioned", False),
+                   method=self.plan.method.type,
                    setup_s=round(time.time() - self.started, 2))
 
     def _memory(self) -> list[int | None]:
         mine = device_memory_bytes(self.spec["accelerator"])
-        (self.mem_dir / f"rank{self.rank}").write_text(str(mine))
+        tmp = self.mem_dir / f".rank{self.rank}.tmp"
+        tmp.write_text(str(mine))
+        tmp.replace(self.mem_dir / f"rank{self.rank}")
         out = []
         for r in range(self.world):
             try:
@@ -73,8 +77,9 @@ class EventsCallback(TrainerCallback):
         memory = self._memory()
         now = time.time()
         tokens, then = self.last
-        rate = (self.collator.tokens - tokens) * self.world / max(now - then, 1e-9)
-        self.last = (self.collator.tokens, now)
+        # num_input_tokens_seen: non-padding tokens of every rank (the Trainer gathers them)
+        rate = (state.num_input_tokens_seen - tokens) / max(now - then, 1e-9)
+        self.last = (state.num_input_tokens_seen, now)
         if self.first_step_at is None:
             self.first_step_at = (now, state.global_step)
         t0, s0 = self.first_step_at
@@ -100,7 +105,7 @@ class EventsCallback(TrainerCallback):
         self._emit("end", status="completed", step=state.global_step, total_steps=state.max_steps,
                    loss=self.last_loss, final_model=str(final),
                    method=self.plan.method.type, elapsed_s=round(time.time() - self.started, 2),
-                   tokens=self.collator.tokens * self.world)
+                   tokens=state.num_input_tokens_seen)
 
 
 class TestHooks(TrainerCallback):

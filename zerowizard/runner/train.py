@@ -62,6 +62,7 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
     # HfDeepSpeedConfig and from_pretrained runs under deepspeed.zero.Init for stage 3.
     model = cls.from_pretrained(path, **kwargs)
     model.config.use_cache = False
+    spec["zero3_partitioned"] = any(hasattr(p, "ds_id") for p in model.parameters())
     if method == "full":
         return model
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -115,6 +116,7 @@ def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdi
         gradient_checkpointing_kwargs={"use_reentrant": False},
         seed=t.seed, data_seed=t.seed, report_to=[], disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
     )
 
 
