@@ -240,6 +240,13 @@ def _buffers(w: Workload, v: Variant) -> int:
     return buf
 
 
+def state_parts(w: Workload, v: Variant) -> dict:
+    """Model states per rank by part, wherever they live (device or host): the CPU harness's view."""
+    weights, grads, optim, host = _model_states(w, v)
+    return {"weights": weights, "grads": grads, "gradbuf": _buffers(w, v), "optimizer": optim + host,
+            "terms": {}}
+
+
 def estimate_variant(w: Workload, v: Variant) -> VariantEstimate:
     weights, grads, optim, host_offload = _model_states(w, v)
     acts = activations(w)
@@ -271,8 +278,17 @@ def estimate_all(w: Workload) -> tuple[VariantEstimate, ...]:
     return tuple(estimate_variant(w, v) for v in variants_for(w.method))
 
 
+# The guide chooses among ZeRO-1/2/3 (XTuner's presets); plain data parallel (stage 0) is the
+# baseline shown in the table and is recommended only when no ZeRO stage fits without offload.
+PREFERENCE = (Variant(1), Variant(2), Variant(3), Variant(0))
+
+
 def lowest_fitting(estimates, allow_nvme: bool) -> VariantEstimate | None:
-    for e in estimates:
+    """The recommended variant: the lowest ZeRO stage that fits, then offload (the guide's advice)."""
+    rank = {v: i for i, v in enumerate(PREFERENCE)}
+    ordered = sorted(estimates, key=lambda e: (rank.get(e.variant, len(rank)),
+                                               ALL_VARIANTS.index(e.variant)))
+    for e in ordered:
         if e.fits and (allow_nvme or e.variant.offload_optimizer != "nvme"):
             return e
     return None

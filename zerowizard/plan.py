@@ -209,7 +209,7 @@ def _build(cls, data: Any, prefix: str, errors: list[str]):
     if data is None:
         return cls()
     if not isinstance(data, dict):
-        errors.append(f"{prefix or 'plan'}: expected a mapping of keys, got {type(data).__name__}")
+        errors.append(f"{prefix.rstrip('.') or 'plan'}: expected a mapping of keys, got {type(data).__name__}")
         return cls()
     known = {f.name: f for f in fields(cls)}
     values = {}

@@ -175,7 +175,9 @@ def higher_stage_than_needed(ctx):
     sel, rec = ctx.selected, ctx.recommended
     if sel is None or rec is None or not sel.fits:
         return
-    order = [e.variant for e in ctx.estimates]
+    from .memory import ALL_VARIANTS, PREFERENCE
+
+    order = list(PREFERENCE) + [v for v in ALL_VARIANTS if v not in PREFERENCE]
     if sel.variant in order and order.index(sel.variant) > order.index(rec.variant):
         yield Problem("warning", "zero.stage",
                       f"{rec.variant.label} already fits ({fmt_gib(rec.per_gpu.total)} per GPU); "

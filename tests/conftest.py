@@ -1,0 +1,21 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def zw(tmp_path):
+    """Run the real `zerowizard` CLI in a subprocess (cwd: a temp folder)."""
+
+    def run(*args, cwd=None, env=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        return subprocess.run([sys.executable, "-m", "zerowizard", *map(str, args)], cwd=cwd or tmp_path,
+                              capture_output=True, text=True, env=e, timeout=120)
+
+    return run

@@ -1,0 +1,160 @@
+"""The command line: `zerowizard [COMMAND] [plan flags]`.
+
+Bare `zerowizard` opens the wizard; the subcommands run headless on the same core.
+Exit codes: 0 ok, 2 invalid input (a plan or JSON with errors), 1 runtime failure, 130/143 stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .planflags import add_plan_arguments, plan_from_args
+from .plan import PlanError
+
+EPILOG = """examples:
+  zerowizard                                        open the wizard (loads ./zerowizard.yaml if present)
+  zerowizard estimate --model llama-3-8b --method lora --gpus 8xA100-80GB
+  zerowizard estimate --model internlm2-chat-7b --method qlora --gpus 1xA10-24GB --json
+  zerowizard --export ds.json --model qwen2.5-7b --gpus 4xH100-80GB --deepspeed deepspeed_zero3
+  zerowizard --export ds.json --deepspeed my_ds.json --micro-batch 4 --grad-accum 8
+  zerowizard validate my_ds.json --gpus 8
+  zerowizard validate plan.yaml
+  zerowizard run --headless                         train the embedded tiny default (CPU is fine)
+  zerowizard run --headless --recipe internlm2_chat_7b_qlora_oasst1_e3 --deepspeed deepspeed_zero2
+  zerowizard gpus --json
+  zerowizard presets
+"""
+
+COMMANDS = ("estimate", "validate", "gpus", "presets", "run")
+
+
+def _plan_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    add_plan_arguments(p)
+    return p
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    common = _plan_parser()
+    parser = argparse.ArgumentParser(
+        prog="zerowizard", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Plan, check and run DeepSpeed ZeRO fine-tuning (full, LoRA, QLoRA): which ZeRO stage "
+                    "fits your GPUs, and the exact DeepSpeed JSON to run.",
+        epilog=EPILOG)
+    parser.add_argument("--export", metavar="DS.json", help="write the final DeepSpeed JSON and exit (no UI)")
+    parser.add_argument("--save-plan", metavar="PLAN.yaml", help="write the resolved plan (YAML) and exit")
+    parser.add_argument("--version", action="store_true", help="print the version")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+    est = sub.add_parser("estimate", parents=[common], formatter_class=fmt,
+                         help="per-GPU memory for every ZeRO stage and offload variant",
+                         epilog="examples:\n  zerowizard estimate --model llama-3-70b --method qlora --gpus 8xA100-80GB\n"
+                                "  zerowizard estimate --params 13B --gpus 4xA100-40GB --json")
+    est.add_argument("--json", action="store_true", help="machine-readable output (bytes as integers)")
+    val = sub.add_parser("validate", parents=[common], formatter_class=fmt,
+                         help="check a plan (YAML) or a DeepSpeed JSON; exit 2 on any error",
+                         epilog="examples:\n  zerowizard validate ds.json --gpus 8\n  zerowizard validate plan.yaml\n"
+                                "  zerowizard validate ds.json --deepspeed-check   (also parse with DeepSpeed)")
+    val.add_argument("file", metavar="FILE", help="a plan .yaml or a DeepSpeed .json")
+    val.add_argument("--deepspeed-check", action="store_true",
+                     help="also parse the result with DeepSpeed's own config parser (imports DeepSpeed)")
+    val.add_argument("--json", action="store_true", help="machine-readable output")
+    gp = sub.add_parser("gpus", formatter_class=fmt, help="the GPUs NVML sees, or the catalog",
+                        epilog="examples:\n  zerowizard gpus\n  zerowizard gpus --catalog --json")
+    gp.add_argument("--json", action="store_true")
+    gp.add_argument("--catalog", action="store_true", help="list the GPU catalog used by --gpus NxNAME")
+    sub.add_parser("presets", help="DeepSpeed presets, model cards and recipes")
+    run = sub.add_parser("run", parents=[common], formatter_class=fmt, help="train (headless: rich progress)",
+                         epilog="examples:\n  zerowizard run --headless\n"
+                                "  zerowizard run --headless --plan plan.yaml --output work_dirs/exp1\n"
+                                "  NPROC_PER_NODE=8 zerowizard run --headless --recipe llama3_8b_lora_alpaca_e3")
+    if command == "run":
+        from .runner.launch import add_run_arguments
+
+        add_run_arguments(run)
+    return parser
+
+
+def _command_of(argv: list[str]) -> str | None:
+    for token in argv:
+        if token in COMMANDS:
+            return token
+        if not token.startswith("-"):
+            continue
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except PlanError as exc:
+        _errors(exc.errors)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _errors(lines) -> None:
+    for line in lines:
+        print(f"zerowizard: error: {line}", file=sys.stderr)
+
+
+def _dispatch(args) -> int:
+    from . import __version__
+
+    if args.version:
+        print(f"zerowizard {__version__}")
+        return 0
+    cmd = args.command
+    if cmd == "gpus":
+        from .commands import cmd_gpus
+
+        return cmd_gpus(args)
+    if cmd == "presets":
+        from .commands import cmd_presets
+
+        return cmd_presets()
+    if cmd == "validate":
+        from .commands import cmd_validate
+
+        return cmd_validate(args)
+    if cmd is None and getattr(args, "plan", None) is None and os.path.isfile("zerowizard.yaml") \
+            and not (args.export or args.save_plan):
+        args.plan = "zerowizard.yaml"
+    plan = plan_from_args(args)
+    if cmd == "estimate":
+        from .commands import cmd_estimate
+
+        return cmd_estimate(args, plan)
+    if cmd == "run":
+        from .runner.launch import run_headless
+
+        return run_headless(plan, args)
+    if args.export or args.save_plan:
+        from .commands import cmd_export
+
+        return cmd_export(args, plan)
+    from .tui.app import make_app
+
+    app = make_app(plan, getattr(args, "plan", None))
+    app.run()
+    return int(getattr(app, "return_code", 0) or 0)
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()

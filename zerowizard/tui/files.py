@@ -1,0 +1,31 @@
+"""File actions behind Export / Save / Load (no textual here: the tests call them directly too)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from zerowizard.dsconfig import write_json_atomic, write_text_atomic
+from zerowizard.plan import Plan, dump_plan, load_plan
+
+
+def export(analysis, ds_path: str | Path, plan_path: str | Path) -> list[Path]:
+    """Write the final DeepSpeed JSON and the plan YAML, each atomically. Refuses on errors."""
+    if analysis.errors or analysis.ds is None:
+        raise ValueError("the plan has errors; fix them before exporting")
+    ds_path, plan_path = Path(ds_path), Path(plan_path)
+    for p in (ds_path, plan_path):
+        p.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(ds_path, analysis.ds.config)
+    write_text_atomic(plan_path, dump_plan(analysis.plan))
+    return [ds_path, plan_path]
+
+
+def save(plan: Plan, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, dump_plan(plan))
+    return path
+
+
+def load(path: str | Path) -> Plan:
+    """A plan from YAML (PlanError listing every problem)."""
+    return load_plan(path)

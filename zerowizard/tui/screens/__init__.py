@@ -1,0 +1,1 @@
+"""Screens: the plan editor, the run monitor and small dialogs."""

@@ -1,0 +1,295 @@
+"""The planning screen: edit a plan, see every variant's memory, the problems and the final JSON.
+
+This screen owns the plan (a frozen dataclass). Field widgets post ``PlanField.Changed``; the
+screen rebuilds the plan with :func:`zerowizard.plan.update`, calls :func:`zerowizard.core.analyze`
+(sub-millisecond) and hands the result down. Nothing here does arithmetic.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Static, TabbedContent, TabPane
+
+from zerowizard.core import Analysis, analyze
+from zerowizard.hardware import CATALOG, Detection
+from zerowizard.memory import fmt_gib
+from zerowizard.modelspec import catalog
+from zerowizard.plan import METHODS, OFFLOAD_DEVICES, PRECISIONS, PRESET_NAMES, Plan, PlanError, update
+
+from .. import files
+from ..widgets.fields import ChoiceField, NumberField, PlanField, TextField, ToggleField
+from ..widgets.json_preview import JsonPreview
+from ..widgets.memory_bars import MemoryBars
+from ..widgets.problems import ProblemsList
+from .dialogs import PathsDialog
+
+FROM_BASE = "from base"
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def detection_summary(det: Detection) -> str:
+    if det.gpus:
+        return "\n".join(f"GPU {g.index}: {g.name} {fmt_gib(g.memory_bytes)} cc {g.compute_capability[0]}."
+                         f"{g.compute_capability[1]}" for g in det.gpus)
+    return f"NVML: {det.note or 'no GPU'}"
+
+
+class PlanScreen(Screen):
+    """Hardware, model, batch and ZeRO fields on the left; bars, problems and JSON on the right."""
+
+    BINDINGS = [
+        Binding("ctrl+t", "export", "Export"),
+        Binding("ctrl+s", "save", "Save plan"),
+        Binding("ctrl+o", "load", "Load plan"),
+        Binding("ctrl+r", "run", "Run"),
+        Binding("ctrl+g", "use_recommended", "Use ★"),
+        Binding("f2", "show_tab('problems')", "Problems", show=False),
+        Binding("f3", "show_tab('json')", "JSON", show=False),
+    ]
+
+    plan: reactive[Plan] = reactive(Plan, init=False)
+
+    def __init__(self, plan: Plan, plan_path: str | None, detection: Detection):
+        super().__init__()
+        self.plan_path, self.detection = plan_path, detection
+        self.analysis: Analysis = analyze(plan, detection=detection)
+        self.set_reactive(PlanScreen.plan, plan)
+
+    # ---- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        p = self.plan
+        models = list(catalog())
+        gpu_opts = [("auto (NVML, else CPU)", "auto"), ("cpu (DS_ACCELERATOR=cpu)", "cpu")]
+        gpu_opts += [(name, name) for name in CATALOG]
+        offload = [(FROM_BASE, None)] + [(d, d) for d in OFFLOAD_DEVICES]
+        yield Header(icon="⚡")
+        with Horizontal(id="main"):
+            with VerticalScroll(id="form"):
+                yield Static("Hardware", classes="section")
+                yield Static(detection_summary(self.detection), id="nvml", classes="info")
+                yield ChoiceField("GPU", "hardware", "gpu", p.hardware.gpu, gpu_opts)
+                yield NumberField("GPUs/node", "hardware", "gpus_per_node", p.hardware.gpus_per_node,
+                                  optional=True, placeholder="all detected")
+                yield NumberField("Nodes", "hardware", "nodes", p.hardware.nodes)
+                yield NumberField("Host RAM", "hardware", "host_ram_gb", p.hardware.host_ram_gb,
+                                  kind=float, optional=True, placeholder="GiB, default: this machine",
+                                  minimum=0.001)
+                yield Static(id="hw-info", classes="info")
+                yield Static("Model", classes="section")
+                yield ChoiceField("Model", "model", "name", p.model.name,
+                                  [(m, m) for m in models])
+                yield TextField("or path", "model", "name", "" if p.model.name in models else p.model.name,
+                                placeholder="local dir or hub id", widget_id="model-path")
+                yield ChoiceField("Method", "method", "type", p.method.type, [(m, m) for m in METHODS])
+                yield NumberField("LoRA rank", "method", "lora_r", p.method.lora_r)
+                yield ChoiceField("Precision", None, "precision", p.precision, [(x, x) for x in PRECISIONS])
+                yield Static(id="model-info", classes="info")
+                yield Static("Batch", classes="section")
+                yield NumberField("Micro batch", "batch", "micro_batch", p.batch.micro_batch)
+                yield NumberField("Grad accum", "batch", "grad_accum", p.batch.grad_accum)
+                yield NumberField("Seq length", "batch", "seq_len", p.batch.seq_len)
+                yield ToggleField("Grad ckpt", "batch", "grad_checkpointing", p.batch.grad_checkpointing)
+                yield Static("ZeRO / DeepSpeed", classes="section")
+                yield ChoiceField("Preset", None, "deepspeed", p.deepspeed, [(n, n) for n in PRESET_NAMES])
+                yield TextField("or JSON", None, "deepspeed", "" if p.deepspeed in PRESET_NAMES else p.deepspeed,
+                                placeholder="path to a DeepSpeed JSON", widget_id="plan-deepspeed-path")
+                yield ChoiceField("Stage", "zero", "stage", p.zero.stage,
+                                  [(FROM_BASE, None)] + [(str(s), s) for s in range(4)])
+                yield ChoiceField("Offload opt", "zero", "offload_optimizer", p.zero.offload_optimizer, offload)
+                yield ChoiceField("Offload par", "zero", "offload_param", p.zero.offload_param, offload)
+                yield TextField("NVMe path", "zero", "nvme_path", p.zero.nvme_path or "",
+                                placeholder="for nvme offload")
+            with Vertical(id="right"):
+                yield MemoryBars(id="bars")
+                yield Static(id="recommend", classes="info")
+                with TabbedContent(id="tabs"):
+                    with TabPane("Problems", id="problems"):
+                        with VerticalScroll():
+                            yield ProblemsList(id="problem-list")
+                    with TabPane("DeepSpeed JSON", id="json"):
+                        with VerticalScroll():
+                            yield JsonPreview(id="preview")
+                with Horizontal(id="actions"):
+                    yield Button("Export", id="export", variant="primary", compact=True)
+                    yield Button("Save", id="save", compact=True)
+                    yield Button("Load", id="load", compact=True)
+                    yield Button("Run ▶", id="run", variant="success", compact=True)
+                    yield Static(id="blocked")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "zerowizard"
+        self.show_analysis(self.analysis)
+
+    # ---- state --------------------------------------------------------------------------
+    @on(PlanField.Changed)
+    def field_changed(self, event: PlanField.Changed) -> None:
+        event.stop()
+        plan = update(self.plan, event.section, **{event.name: event.value})
+        if event.section is None and event.name == "deepspeed":
+            # a new base: its own ZeRO settings apply again
+            plan = update(plan, "zero", stage=None, offload_optimizer=None, offload_param=None)
+        self.plan = plan
+
+    @on(MemoryBars.Picked)
+    def variant_picked(self, event: MemoryBars.Picked) -> None:
+        self.apply_variant(event.variant)
+
+    def apply_variant(self, v) -> None:
+        if self.plan.deepspeed in PRESET_NAMES and v.preset:
+            plan = update(self.plan, None, deepspeed=v.preset)
+            self.plan = update(plan, "zero", stage=None, offload_optimizer=None, offload_param=None)
+        else:
+            self.plan = update(self.plan, "zero", stage=v.stage, offload_optimizer=v.offload_optimizer,
+                               offload_param=v.offload_param)
+
+    def watch_plan(self, plan: Plan) -> None:
+        self.show_analysis(analyze(plan, detection=self.detection))
+
+    def show_analysis(self, a: Analysis) -> None:
+        self.analysis = a
+        plan = a.plan
+        for f in self.query(PlanField):
+            value = getattr(getattr(plan, f.section), f.name) if f.section else getattr(plan, f.name)
+            if f.id == "model-path":
+                value = "" if value in catalog() else value
+            elif f.id == "plan-deepspeed-path":
+                value = "" if value in PRESET_NAMES else value
+            f.show(value)
+        self.query_one("#method-lora_r").disabled = plan.method.type == "full"
+        self.query_one("#bars", MemoryBars).analysis = a
+        self.query_one("#hw-info", Static).update(self._hardware_text(a))
+        self.query_one("#model-info", Static).update(self._model_text(a))
+        self.query_one("#recommend", Static).update(self._recommend_text(a))
+        problems = self.query_one("#problem-list", ProblemsList)
+        problems.problems = a.problems
+        preview = self.query_one("#preview", JsonPreview)
+        preview.error = a.base_error
+        preview.build = a.ds
+        n_err = len(a.errors)
+        tabs = self.query_one("#tabs", TabbedContent)
+        tabs.get_tab("problems").label = f"Problems ({len(a.problems)})" if a.problems else "Problems"
+        tabs.get_tab("problems").set_class(bool(n_err), "-errors")
+        for b in ("#export", "#run"):
+            self.query_one(b, Button).disabled = bool(n_err)
+        blocked = self.query_one("#blocked", Static)
+        blocked.update(f"✖ {n_err} error{'s' if n_err > 1 else ''}: Export and Run are blocked until fixed"
+                       if n_err else "")
+        self.refresh_bindings()
+
+    def _hardware_text(self, a: Analysis) -> str:
+        hw = a.hardware
+        cc = ".".join(map(str, hw.compute_capability)) if hw.compute_capability else "n/a"
+        host = fmt_gib(hw.host_ram_bytes) if hw.host_ram_bytes else "unknown"
+        return (f"→ {hw.world_size} × {hw.name} ({fmt_gib(hw.memory_bytes)}, cc {cc}), "
+                f"{hw.nodes} node{'s' if hw.nodes > 1 else ''}, host {host}/node")
+
+    def _model_text(self, a: Analysis) -> str:
+        if a.model is None:
+            return f"✖ {a.model_error}"
+        pct = 100 * a.params_trainable / max(a.params_total, 1)
+        return (f"{_count(a.params_total)} params, {_count(a.params_trainable)} trainable ({pct:.2g}%)\n"
+                f"precision → {a.precision}: {a.precision_reason}")
+
+    def _recommend_text(self, a: Analysis) -> str:
+        sel = a.selected.variant.label if a.selected else "?"
+        return f"▶ plan: {sel}   ★ {a.recommendation_reason}"
+
+    # ---- actions ------------------------------------------------------------------------
+    def check_action(self, action: str, parameters) -> bool | None:
+        if action in ("export", "run") and self.analysis.errors:
+            return None  # shown disabled in the footer
+        return True
+
+    @on(Button.Pressed)
+    def button(self, event: Button.Pressed) -> None:
+        self.run_action(event.button.id)
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    def action_use_recommended(self) -> None:
+        if self.analysis.recommended is not None:
+            self.apply_variant(self.analysis.recommended.variant)
+        elif self.analysis.fix is not None:
+            self.notify(f"nothing fits; try: {self.analysis.fix.description}", severity="warning")
+
+    def _default_plan_path(self) -> str:
+        return self.plan_path or "zerowizard.yaml"
+
+    def action_export(self) -> None:
+        if self.analysis.errors:
+            self.notify("fix the errors first (see Problems)", severity="error")
+            return
+        folder = Path(self._default_plan_path()).parent
+
+        def done(paths: dict | None) -> None:
+            if paths:
+                self.do_export(paths["ds"], paths["plan"])
+
+        self.app.push_screen(PathsDialog("Export", [
+            ("ds", "DeepSpeed JSON", str(folder / "ds.json")),
+            ("plan", "Plan (YAML)", self._default_plan_path())], ok="Write"), done)
+
+    def do_export(self, ds_path: str, plan_path: str) -> None:
+        try:
+            written = files.export(self.analysis, ds_path, plan_path)
+        except (OSError, ValueError) as exc:
+            self.notify(str(exc), title="Export failed", severity="error")
+            return
+        self.plan_path = str(plan_path)
+        self.notify("\n".join(map(str, written)), title="Exported")
+
+    def action_save(self) -> None:
+        def done(paths: dict | None) -> None:
+            if paths:
+                try:
+                    self.plan_path = str(files.save(self.plan, paths["plan"]))
+                    self.notify(self.plan_path, title="Plan saved")
+                except OSError as exc:
+                    self.notify(str(exc), title="Save failed", severity="error")
+
+        self.app.push_screen(PathsDialog("Save plan", [("plan", "Plan (YAML)", self._default_plan_path())],
+                                         ok="Save"), done)
+
+    def action_load(self) -> None:
+        def done(paths: dict | None) -> None:
+            if paths:
+                self.load_from(paths["plan"])
+
+        self.app.push_screen(PathsDialog("Load plan", [("plan", "Plan (YAML)", self._default_plan_path())],
+                                         ok="Load"), done)
+
+    def load_from(self, path: str) -> bool:
+        try:
+            plan = files.load(path)
+        except PlanError as exc:
+            self.notify("\n".join(exc.errors), title=f"Cannot load {path}", severity="error", timeout=10)
+            return False
+        self.plan_path = path
+        self.plan = plan
+        self.notify(path, title="Plan loaded")
+        return True
+
+    def action_run(self) -> None:
+        if self.analysis.errors:
+            self.notify("fix the errors first (see Problems)", severity="error")
+            return
+        from .run_screen import RunScreen
+
+        out = self.plan.output or str(Path("work_dirs") / (
+            f"{Path(self.plan.model.name).name}_{self.plan.method.type}_{time.strftime('%Y%m%d_%H%M%S')}"))
+        self.app.push_screen(RunScreen(self.plan, self.analysis, out))

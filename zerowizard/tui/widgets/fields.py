@@ -1,0 +1,179 @@
+"""Field editors: one labelled control per plan field.
+
+Each editor knows its plan address (section, name) and posts :class:`PlanField.Changed` with a
+parsed value; it never touches the plan. ``show(value)`` syncs it from the plan without echoing
+a message back (a loaded plan, a variant picked from the bars).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Input, Label, Select, Switch
+
+from zerowizard.plan import field_doc
+
+
+class PlanField(Horizontal):
+    """A label and one control bound to ``plan.<section>.<name>`` (section None: top level)."""
+
+    class Changed(Message):
+        def __init__(self, field: "PlanField", section: str | None, name: str, value: Any):
+            super().__init__()
+            self.field, self.section, self.name, self.value = field, section, name, value
+
+        @property
+        def control(self) -> "PlanField":
+            return self.field
+
+    def __init__(self, label: str, section: str | None, name: str, value: Any,
+                 widget_id: str | None = None):
+        super().__init__(id=widget_id or f"{section or 'plan'}-{name}", classes="field")
+        self.label, self.section, self.name, self.value = label, section, name, value
+        self.tooltip = field_doc(section or "", name) or None
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.label, classes="field-label")
+        yield self.make_control()
+
+    def make_control(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def emit(self, value: Any) -> None:
+        self.value = value
+        self.post_message(self.Changed(self, self.section, self.name, value))
+
+    def show(self, value: Any) -> None:
+        """Display ``value`` without posting Changed."""
+        self.value = value
+
+
+class NumberField(PlanField):
+    """An int or float; blank means None where the field is optional (e.g. 'all detected')."""
+
+    def __init__(self, label: str, section: str | None, name: str, value: Any, *, kind: type = int,
+                 optional: bool = False, placeholder: str = "", minimum: float = 1):
+        self.kind, self.optional, self.placeholder, self.minimum = kind, optional, placeholder, minimum
+        super().__init__(label, section, name, value)
+
+    def _text(self, value: Any) -> str:
+        if value is None:
+            return ""
+        if self.kind is float and float(value).is_integer():
+            return str(int(value))
+        return str(value)
+
+    def make_control(self):
+        return Input(self._text(self.value), placeholder=self.placeholder, compact=True,
+                     type="integer" if self.kind is int else "number")
+
+    def parse(self, text: str) -> tuple[bool, Any]:
+        text = text.strip()
+        if not text:
+            return self.optional, None
+        try:
+            value = self.kind(text)
+        except ValueError:
+            return False, None
+        return value >= self.minimum, value
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        event.stop()
+        ok, value = self.parse(event.value)
+        event.input.set_class(not ok, "-invalid")
+        if ok and value != self.value:
+            self.emit(value)
+
+    def show(self, value: Any) -> None:
+        super().show(value)
+        box = self.query_one(Input)
+        if self.parse(box.value) != (True, value):
+            with box.prevent(Input.Changed):
+                box.value = self._text(value)
+            box.remove_class("-invalid")
+
+
+class ChoiceField(PlanField):
+    """One of a fixed list; options are (label, value) pairs."""
+
+    def __init__(self, label: str, section: str | None, name: str, value: Any,
+                 options: list[tuple[str, Any]]):
+        self.options = list(options)
+        if value not in [v for _, v in self.options]:
+            self.options.append((str(value), value))
+        super().__init__(label, section, name, value)
+
+    def make_control(self):
+        return Select(self.options, value=self.value, allow_blank=False, compact=True)
+
+    @on(Select.Changed)
+    def _changed(self, event: Select.Changed) -> None:
+        event.stop()
+        if event.value is not Select.NULL and event.value != self.value:
+            self.emit(event.value)
+
+    def show(self, value: Any) -> None:
+        super().show(value)
+        sel = self.query_one(Select)
+        if value not in [v for _, v in self.options]:
+            self.options.append((str(value), value))
+            with sel.prevent(Select.Changed):
+                sel.set_options(self.options)
+        if sel.value != value:
+            with sel.prevent(Select.Changed):
+                sel.value = value
+
+
+class ToggleField(PlanField):
+    """A boolean."""
+
+    def make_control(self):
+        return Switch(bool(self.value))
+
+    @on(Switch.Changed)
+    def _changed(self, event: Switch.Changed) -> None:
+        event.stop()
+        if event.value != self.value:
+            self.emit(event.value)
+
+    def show(self, value: Any) -> None:
+        super().show(value)
+        sw = self.query_one(Switch)
+        if sw.value != value:
+            with sw.prevent(Switch.Changed):
+                sw.value = value
+
+
+class TextField(PlanField):
+    """Free text, applied on Enter or when focus leaves (a path, a hub id)."""
+
+    def __init__(self, label: str, section: str | None, name: str, value: Any, *,
+                 placeholder: str = "", suggestions: list[str] | None = None,
+                 widget_id: str | None = None):
+        self.placeholder, self.suggestions = placeholder, suggestions
+        super().__init__(label, section, name, value, widget_id)
+
+    def make_control(self):
+        from textual.suggester import SuggestFromList
+
+        suggester = SuggestFromList(self.suggestions, case_sensitive=False) if self.suggestions else None
+        return Input(self.value or "", placeholder=self.placeholder, compact=True, suggester=suggester)
+
+    @on(Input.Submitted)
+    @on(Input.Blurred)
+    def _submitted(self, event) -> None:
+        event.stop()
+        text = event.value.strip()
+        if text and text != self.value:
+            self.emit(text)
+
+    def show(self, value: Any) -> None:
+        super().show(value)
+        box = self.query_one(Input)
+        if box.value != (value or ""):
+            with box.prevent(Input.Changed):
+                box.value = value or ""

@@ -1,0 +1,73 @@
+"""The final DeepSpeed JSON, syntax highlighted, with the fields the build changed marked."""
+from __future__ import annotations
+
+import json
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import Static
+
+MARK = "#e5c07b"
+
+
+def json_lines(obj, indent: int = 2) -> list[tuple[str, str]]:
+    """Pretty JSON as (dotted path, line) pairs, formatted like ``json.dumps(indent=2)``."""
+    out: list[tuple[str, str]] = []
+
+    def walk(value, path: str, depth: int, prefix: str, comma: str) -> None:
+        pad = " " * (indent * depth)
+        if isinstance(value, dict) and value:
+            out.append((path, f"{pad}{prefix}{{"))
+            items = list(value.items())
+            for i, (k, v) in enumerate(items):
+                walk(v, f"{path}.{k}" if path else k, depth + 1, json.dumps(k) + ": ",
+                     "," if i < len(items) - 1 else "")
+            out.append((path, f"{pad}}}{comma}"))
+        else:
+            out.append((path, f"{pad}{prefix}{json.dumps(value)}{comma}"))
+
+    walk(obj, "", 0, "", "")
+    return out
+
+
+def render_preview(config: dict | None, overrides=(), error: str = "") -> Text:
+    if config is None:
+        return Text(error or "no DeepSpeed config: fix the base (deepspeed) first", "#ff6b6b")
+    marked = {o.key: o for o in overrides if o.kind != "removed"}
+    lines = json_lines(config)
+    code = "\n".join(line for _, line in lines)
+    body = Syntax(code, "json", theme="monokai", background_color="default").highlight(code)
+    body.rstrip()
+    out = Text()
+    for (path, _), text in zip(lines, body.split("\n")):
+        o = marked.get(path)
+        if o is not None and not text.plain.rstrip().endswith(("{", "[")):
+            text.stylize("bold")
+            out.append("● ", MARK)
+            out.append_text(text)
+            out.append(f"  ← {o.kind}: {o.why}", f"italic {MARK}")
+        else:
+            out.append("  ")
+            out.append_text(text)
+        out.append("\n")
+    if overrides:
+        out.append("\nChanged from the base:\n", "bold")
+        for o in overrides:
+            out.append("● ", MARK)
+            out.append(o.describe() + "\n", "dim")
+    out.rstrip()
+    return out
+
+
+class JsonPreview(Static):
+    """Set ``build`` to a zerowizard.dsconfig.DsBuild (or None, with ``error``)."""
+
+    build = reactive(None, always_update=True)
+    error = ""
+
+    def watch_build(self, build) -> None:
+        if build is None:
+            self.update(render_preview(None, error=self.error))
+        else:
+            self.update(render_preview(build.config, build.overrides))

@@ -1,0 +1,137 @@
+"""One stacked bar per ZeRO stage × offload variant, against the GPU's capacity.
+
+The screen sets :attr:`MemoryBars.analysis`; the widget only draws it. Clicking a row posts
+:class:`MemoryBars.Picked` with that variant (the screen decides what it means for the plan).
+"""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.events import Click
+from textual.message import Message
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from zerowizard.memory import GIB, Variant
+
+PARTS = (  # (Breakdown attribute, legend name, colour)
+    ("weights", "weights", "#4c8bf5"),
+    ("grads", "grads", "#c678dd"),
+    ("optimizer", "optimizer", "#e5c07b"),
+    ("activations", "activations", "#61d68a"),
+    ("buffers", "buffers", "#56b6c2"),
+    ("overhead", "overhead", "#8a8f98"),
+)
+HEADER_LINES = 2
+OVER_SCALE = 2.0  # bars are drawn up to this multiple of the GPU's memory, then clipped
+
+
+def short_label(v: Variant) -> str:
+    """'ZeRO-3 opt+param→cpu' (the core's label, folded to fit a narrow column)."""
+    out = f"ZeRO-{v.stage}"
+    opt, par = v.offload_optimizer, v.offload_param
+    if opt != "none" and par == opt:
+        return f"{out} opt+param→{opt}"
+    if opt != "none":
+        out += f" opt→{opt}"
+    if par != "none":
+        out += f" param→{par}"
+    return out
+
+
+def gib(n: int | None) -> str:
+    if n is None:
+        return "?"
+    x = n / GIB
+    return f"{x:.1f}G" if x < 100 else f"{x:.0f}G"
+
+
+class MemoryBars(Widget, can_focus=False):
+    """Per-GPU memory of every variant, stacked by part; fits / over; recommended starred."""
+
+    class Picked(Message):
+        def __init__(self, variant: Variant):
+            super().__init__()
+            self.variant = variant
+
+    analysis = reactive(None, layout=True)
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        a = self.analysis
+        return HEADER_LINES + (len(a.estimates) if a and a.estimates else 1) + 1
+
+    def render(self) -> Text:
+        a = self.analysis
+        if a is None:
+            return Text("")
+        hw = a.hardware
+        cap = hw.memory_bytes
+        what = "per rank (CPU: host RAM / ranks)" if hw.is_cpu else f"per GPU · {hw.name}"
+        host = f" · host {gib(hw.host_ram_bytes)}/node" if hw.host_ram_bytes else " · host RAM unknown"
+        out = Text()
+        out.append("Memory ", "bold")
+        out.append(f"{what} {gib(cap)}{host}\n", "dim")
+        for _, name, colour in PARTS:
+            out.append("■ ", colour)
+            out.append(name + " ", "dim")
+        out.append("\n")
+        if not a.estimates:
+            out.append(a.model_error or "no estimate: set a model and a GPU memory size", "italic")
+            return out
+        width = max(self.size.width, 60)
+        label_w = 21
+        tail_w = 6 + 5 + 11  # " 49.1G" + " fits" + " host 128G"
+        bar_w = max(8, width - 2 - label_w - tail_w - 1)
+        top = max(cap, min(max(e.per_gpu.total for e in a.estimates), int(cap * OVER_SCALE)))
+        cap_col = round(bar_w * cap / top) if top else bar_w
+        sel = a.selected.variant if a.selected else None
+        rec = a.recommended.variant if a.recommended else None
+        for e in a.estimates:
+            v = e.variant
+            is_rec, is_sel = v == rec, v == sel
+            row_style = "on #1d3b2a" if is_rec else ""
+            mark = "★" if is_rec else ("▶" if is_sel else " ")
+            out.append(mark + " ", ("bold #61d68a" if is_rec else "bold") + " " + row_style)
+            out.append(short_label(v).ljust(label_w)[:label_w],
+                       ("bold " if is_sel or is_rec else "") + row_style)
+            out.append_text(self._bar(e.per_gpu, top, bar_w, cap_col))
+            out.append(f" {gib(e.per_gpu.total):>5}", row_style)
+            if e.fits:
+                out.append(" fits", "#61d68a " + row_style)
+            elif not e.fits_gpu:
+                out.append(" OVER", "bold #ff6b6b " + row_style)
+            else:
+                out.append(" host", "bold #ff6b6b " + row_style)
+            if v.offload_optimizer != "none" or v.offload_param != "none":
+                style = ("#ff6b6b " if not e.fits_host else "dim ") + row_style
+                out.append(f" host {gib(e.per_node_host):>5}".ljust(11), style)
+            else:
+                out.append(" " * 11, row_style)
+            out.append("\n")
+        out.rstrip()
+        return out
+
+    def _bar(self, b, top: int, bar_w: int, cap_col: int) -> Text:
+        """Stacked cells: each cell takes the colour of the part covering its midpoint."""
+        bounds, acc = [], 0
+        for attr, _, colour in PARTS:
+            acc += getattr(b, attr)
+            bounds.append((acc, colour))
+        bar = Text()
+        for i in range(bar_w):
+            mid = (i + 0.5) * top / bar_w
+            colour = next((c for edge, c in bounds if mid < edge), None)
+            if colour is None:
+                bar.append("│" if i == cap_col else "·", "#5c6370")
+            elif i >= cap_col:
+                bar.append("▓", f"{colour} on #5a1e1e")
+            else:
+                bar.append("█", colour)
+        if b.total > top:
+            bar = bar[:-1] + Text("»", "bold #ff6b6b")
+        return bar
+
+    def on_click(self, event: Click) -> None:
+        a = self.analysis
+        row = event.y - HEADER_LINES
+        if a and 0 <= row < len(a.estimates):
+            self.post_message(self.Picked(a.estimates[row].variant))
