@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from textual import on
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -163,7 +164,7 @@ class PlanScreen(Screen):
         self.analysis = a
         plan = a.plan
         for f in self.query(PlanField):
-            value = getattr(getattr(plan, f.section), f.name) if f.section else getattr(plan, f.name)
+            value = getattr(getattr(plan, f.section), f.key) if f.section else getattr(plan, f.key)
             if f.id == "model-path":
                 value = "" if value in catalog() else value
             elif f.id == "plan-deepspeed-path":
@@ -201,12 +202,22 @@ class PlanScreen(Screen):
         if a.model is None:
             return f"✖ {a.model_error}"
         pct = 100 * a.params_trainable / max(a.params_total, 1)
-        return (f"{_count(a.params_total)} params, {_count(a.params_trainable)} trainable ({pct:.2g}%)\n"
+        return (f"{_count(a.params_total)} params, {_count(a.params_trainable)} trainable ({pct:.3g}%)\n"
                 f"precision → {a.precision}: {a.precision_reason}")
 
     def _recommend_text(self, a: Analysis) -> str:
         sel = a.selected.variant.label if a.selected else "?"
-        return f"▶ plan: {sel}   ★ {a.recommendation_reason}"
+        out = Text.assemble(("▶ ", "bold"), f"plan: {sel}   ")
+        rec = a.recommended
+        if rec is not None:
+            out.append("★ ", "bold #61d68a")
+            out.append(f"{rec.variant.label}: lowest stage that fits "
+                       f"({fmt_gib(rec.per_gpu.total)} of {fmt_gib(a.hardware.memory_bytes)})")
+            if a.selected is None or rec.variant != a.selected.variant:
+                out.append(" · ^g uses it · click a bar to pick one", "dim")
+        else:
+            out.append("✖ " + a.recommendation_reason, "#ff6b6b")
+        return out
 
     # ---- actions ------------------------------------------------------------------------
     def check_action(self, action: str, parameters) -> bool | None:

@@ -32,11 +32,11 @@ class PlanField(Horizontal):
     def __init__(self, label: str, section: str | None, name: str, value: Any,
                  widget_id: str | None = None):
         super().__init__(id=widget_id or f"{section or 'plan'}-{name}", classes="field")
-        self.label, self.section, self.name, self.value = label, section, name, value
+        self.field_label, self.section, self.key, self.value = label, section, name, value
         self.tooltip = field_doc(section or "", name) or None
 
     def compose(self) -> ComposeResult:
-        yield Label(self.label, classes="field-label")
+        yield Label(self.field_label, classes="field-label")
         yield self.make_control()
 
     def make_control(self):  # pragma: no cover - abstract
@@ -44,7 +44,7 @@ class PlanField(Horizontal):
 
     def emit(self, value: Any) -> None:
         self.value = value
-        self.post_message(self.Changed(self, self.section, self.name, value))
+        self.post_message(self.Changed(self, self.section, self.key, value))
 
     def show(self, value: Any) -> None:
         """Display ``value`` without posting Changed."""

@@ -16,8 +16,8 @@ from zerowizard.memory import GIB, Variant
 PARTS = (  # (Breakdown attribute, legend name, colour)
     ("weights", "weights", "#4c8bf5"),
     ("grads", "grads", "#c678dd"),
-    ("optimizer", "optimizer", "#e5c07b"),
-    ("activations", "activations", "#61d68a"),
+    ("optimizer", "optim", "#e5c07b"),
+    ("activations", "activ", "#61d68a"),
     ("buffers", "buffers", "#56b6c2"),
     ("overhead", "overhead", "#8a8f98"),
 )
@@ -26,11 +26,11 @@ OVER_SCALE = 2.0  # bars are drawn up to this multiple of the GPU's memory, then
 
 
 def short_label(v: Variant) -> str:
-    """'ZeRO-3 opt+param→cpu' (the core's label, folded to fit a narrow column)."""
+    """'ZeRO-3 opt+par→cpu' (the core's label, folded to fit a narrow column)."""
     out = f"ZeRO-{v.stage}"
     opt, par = v.offload_optimizer, v.offload_param
     if opt != "none" and par == opt:
-        return f"{out} opt+param→{opt}"
+        return f"{out} opt+par→{opt}"
     if opt != "none":
         out += f" opt→{opt}"
     if par != "none":
@@ -57,7 +57,7 @@ class MemoryBars(Widget, can_focus=False):
 
     def get_content_height(self, container, viewport, width: int) -> int:
         a = self.analysis
-        return HEADER_LINES + (len(a.estimates) if a and a.estimates else 1) + 1
+        return HEADER_LINES + (len(a.estimates) if a and a.estimates else 1)
 
     def render(self) -> Text:
         a = self.analysis
@@ -68,17 +68,17 @@ class MemoryBars(Widget, can_focus=False):
         what = "per rank (CPU: host RAM / ranks)" if hw.is_cpu else f"per GPU · {hw.name}"
         host = f" · host {gib(hw.host_ram_bytes)}/node" if hw.host_ram_bytes else " · host RAM unknown"
         out = Text()
-        out.append("Memory ", "bold")
-        out.append(f"{what} {gib(cap)}{host}\n", "dim")
-        for _, name, colour in PARTS:
-            out.append("■ ", colour)
-            out.append(name + " ", "dim")
+        out.append("Memory", "bold")
+        out.append(f" {what} {gib(cap)}{host}\n", "dim")
+        for i, (_, name, colour) in enumerate(PARTS):
+            out.append(("■ " if not i else " ■ "), colour)
+            out.append(name, "dim")
         out.append("\n")
         if not a.estimates:
             out.append(a.model_error or "no estimate: set a model and a GPU memory size", "italic")
             return out
         width = max(self.size.width, 60)
-        label_w = 21
+        label_w = 20
         tail_w = 6 + 5 + 11  # " 49.1G" + " fits" + " host 128G"
         bar_w = max(8, width - 2 - label_w - tail_w - 1)
         top = max(cap, min(max(e.per_gpu.total for e in a.estimates), int(cap * OVER_SCALE)))

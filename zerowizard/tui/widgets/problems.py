@@ -5,7 +5,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
-ICONS = {"error": ("✖ ", "bold #ff6b6b"), "warning": ("▲ ", "bold #e5c07b"), "info": ("ℹ ", "#56b6c2")}
+ICONS = {"error": ("✖ ", "bold #ff6b6b"), "warning": ("▲ ", "bold #e5c07b"), "info": ("● ", "#56b6c2")}
 
 
 def render_problems(problems) -> Text:

@@ -1,0 +1,141 @@
+"""Behaviour of the planning screen, driven with Pilot and asserted on state."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from textual.widgets import Button, Input, Select
+
+from zerowizard.plan import load_plan
+from zerowizard.tui.widgets.memory_bars import MemoryBars
+from zerowizard.tui.widgets.problems import ProblemsList
+
+from .conftest import SIZE, blocked_plan
+
+pytestmark = pytest.mark.anyio
+
+
+def _totals(screen) -> dict:
+    bars = screen.query_one(MemoryBars)
+    return {e.variant: e.per_gpu.total for e in bars.analysis.estimates}
+
+
+async def test_changing_gpus_changes_the_bars(make):
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.plan_screen
+        before = _totals(screen)
+        await pilot.click("#hardware-gpus_per_node Input")
+        await pilot.press("end", "backspace", "2")
+        await pilot.pause()
+        assert screen.plan.hardware.gpus_per_node == 2
+        after = _totals(screen)
+        zero3 = next(v for v in before if v.stage == 3 and v.offload_optimizer == "none")
+        assert after[zero3] > before[zero3]  # fewer GPUs share the model states
+        assert screen.query_one(MemoryBars).analysis.hardware.world_size == 2
+
+
+async def test_qlora_with_zero3_is_blocked(make):
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.plan_screen
+        screen.query_one("#method-type Select", Select).value = "qlora"
+        await pilot.pause()
+        screen.query_one("#zero-stage Select", Select).value = 3
+        await pilot.pause()
+        assert screen.plan.method.type == "qlora" and screen.plan.zero.stage == 3
+        problems = screen.query_one(ProblemsList)
+        assert any(p.severity == "error" and "QLoRA" in p.message for p in problems.problems)
+        assert problems.has_class("-has-errors")
+        assert screen.query_one("#export", Button).disabled
+        assert screen.query_one("#run", Button).disabled
+        assert "blocked" in str(screen.query_one("#blocked").render())
+        assert screen.check_action("export", ()) is None
+        await pilot.press("ctrl+t")  # the binding does nothing either
+        assert len(app.screen_stack) == 2
+        # ZeRO-2 lifts the block
+        screen.query_one("#zero-stage Select", Select).value = 2
+        await pilot.pause()
+        assert not screen.query_one("#export", Button).disabled
+
+
+async def test_loaded_blocked_plan_shows_error(make):
+    app = make(blocked_plan())
+    async with app.run_test(size=SIZE):
+        screen = app.plan_screen
+        assert screen.analysis.errors
+        assert screen.query_one("#export", Button).disabled
+
+
+async def test_export_writes_valid_files(make, tmp_path):
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.plan_screen
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        dialog = app.screen
+        dialog.query_one("#path-ds", Input).value = str(tmp_path / "out" / "ds.json")
+        dialog.query_one("#path-plan", Input).value = str(tmp_path / "out" / "plan.yaml")
+        await pilot.click("#ok")
+        await pilot.pause()
+        assert app.screen is screen
+        config = json.loads((tmp_path / "out" / "ds.json").read_text())
+        assert config == screen.analysis.ds.config
+        assert config["zero_optimization"]["stage"] == 2
+        assert config["train_micro_batch_size_per_gpu"] == 1
+        assert load_plan(tmp_path / "out" / "plan.yaml") == screen.plan
+
+
+async def test_save_then_load_round_trips(make, tmp_path):
+    path = tmp_path / "p.yaml"
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.plan_screen
+        screen.query_one("#method-type Select", Select).value = "lora"
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        app.screen.query_one("#path-plan", Input).value = str(path)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert load_plan(path).method.type == "lora"
+        screen.query_one("#method-type Select", Select).value = "full"
+        await pilot.pause()
+        assert screen.load_from(str(path))
+        await pilot.pause()
+        assert screen.plan.method.type == "lora"
+        assert screen.query_one("#method-type Select", Select).value == "lora"
+        assert not screen.query_one("#method-lora_r").disabled
+
+
+async def test_clicking_a_bar_and_ctrl_g_pick_variants(make):
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.plan_screen
+        bars = screen.query_one(MemoryBars)
+        rows = [e.variant for e in bars.analysis.estimates]
+        row = next(i for i, v in enumerate(rows) if v.stage == 3 and v.offload_optimizer == "cpu"
+                   and v.offload_param == "cpu")
+        await pilot.click(MemoryBars, offset=(5, 2 + row))
+        await pilot.pause()
+        assert screen.plan.deepspeed == "deepspeed_zero3_offload"
+        assert screen.analysis.selected.variant == rows[row]
+        await pilot.press("ctrl+g")
+        await pilot.pause()
+        assert screen.analysis.selected.variant == screen.analysis.recommended.variant
+        assert screen.plan.deepspeed == "deepspeed_zero1"
+
+
+async def test_bad_number_is_marked_not_applied(make):
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.plan_screen
+        box = screen.query_one("#batch-micro_batch Input", Input)
+        box.value = "0"
+        await pilot.pause()
+        assert box.has_class("-invalid")
+        assert screen.plan.batch.micro_batch == 1
+        box.value = "4"
+        await pilot.pause()
+        assert screen.plan.batch.micro_batch == 4
+        assert not box.has_class("-invalid")
