@@ -127,8 +127,8 @@ def run_headless(plan, args) -> int:
             else:
                 name = getattr(args, "recipe", None) or f"{Path(plan.model.name).name}_{plan.method.type}"
                 workdir = prepare.new_output_dir(root, name)
-        data = prepare.resolve_data(plan.data.path, plan.data.format)
         model_path, trust = prepare.resolve_model(analysis.model, None)
+        data = prepare.resolve_data(plan.data.path, plan.data.format)
         slurm = prepare.slurm_env() if launcher == "slurm" else None
     except prepare.PrepareError as exc:
         print(f"zerowizard: error: {exc}", file=sys.stderr)
