@@ -187,8 +187,7 @@ class PlanScreen(Screen):
         for b in ("#export", "#run"):
             self.query_one(b, Button).disabled = bool(n_err)
         blocked = self.query_one("#blocked", Static)
-        blocked.update(f"✖ {n_err} error{'s' if n_err > 1 else ''}: Export and Run are blocked until fixed"
-                       if n_err else "")
+        blocked.update(f"✖ blocked by {n_err} error{'s' if n_err > 1 else ''}" if n_err else "")
         self.refresh_bindings()
 
     def _hardware_text(self, a: Analysis) -> str:

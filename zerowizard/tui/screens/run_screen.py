@@ -73,7 +73,7 @@ class RunScreen(Screen):
         with Horizontal(id="run-mid"):
             yield LossChart(id="loss")
             yield DeviceMemory(id="devmem")
-        yield RichLog(id="log", max_lines=LOG_LINES, markup=False, highlight=False, wrap=False)
+        yield RichLog(id="log", max_lines=LOG_LINES, markup=False, highlight=False, wrap=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -206,7 +206,8 @@ class RunScreen(Screen):
                   "stopped": ("■ stopped cleanly (SIGINT); the last checkpoint can be resumed", "bold #e5c07b"),
                   "crashed": ("✖ crashed", "bold #ff6b6b")}
         label, style = styles[self.state]
-        status = Text(label, style)
+        status = Text()
+        status.append(label, style)
         end = next((e for e in reversed(self.events) if e.get("event") == "end"), None)
         if end and self.state in ("completed", "stopped"):
             status.append(f" at step {end.get('step')}/{end.get('total_steps')}"

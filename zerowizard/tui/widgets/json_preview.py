@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 
 from rich.syntax import Syntax
-from rich.text import Text
+from rich.style import Style
+from rich.text import Span, Text
 from textual.reactive import reactive
 from textual.widgets import Static
 
@@ -31,14 +32,21 @@ def json_lines(obj, indent: int = 2) -> list[tuple[str, str]]:
     return out
 
 
+def _no_background(style):
+    style = Style.parse(style) if isinstance(style, str) else style
+    return Style(color=style.color, bold=style.bold, italic=style.italic, underline=style.underline)
+
+
 def render_preview(config: dict | None, overrides=(), error: str = "") -> Text:
     if config is None:
         return Text(error or "no DeepSpeed config: fix the base (deepspeed) first", "#ff6b6b")
     marked = {o.key: o for o in overrides if o.kind != "removed"}
     lines = json_lines(config)
     code = "\n".join(line for _, line in lines)
-    body = Syntax(code, "json", theme="monokai", background_color="default").highlight(code)
+    body = Syntax(code, "json", theme="monokai").highlight(code)
     body.rstrip()
+    body.style = ""
+    body.spans = [Span(sp.start, sp.end, _no_background(sp.style)) for sp in body.spans]
     out = Text()
     for (path, _), text in zip(lines, body.split("\n")):
         o = marked.get(path)
@@ -46,7 +54,7 @@ def render_preview(config: dict | None, overrides=(), error: str = "") -> Text:
             text.stylize("bold")
             out.append("● ", MARK)
             out.append_text(text)
-            out.append(f"  ← {o.kind}: {o.why}", f"italic {MARK}")
+            out.append(f"  ← {o.kind}", f"italic {MARK}")
         else:
             out.append("  ")
             out.append_text(text)

@@ -57,7 +57,13 @@ class MemoryBars(Widget, can_focus=False):
 
     def get_content_height(self, container, viewport, width: int) -> int:
         a = self.analysis
-        return HEADER_LINES + (len(a.estimates) if a and a.estimates else 1)
+        if not (a and a.estimates):
+            return HEADER_LINES + 1
+        return HEADER_LINES + len(a.estimates) + (0 if self._selected_listed(a) else 1)
+
+    @staticmethod
+    def _selected_listed(a) -> bool:
+        return a.selected is None or any(e.variant == a.selected.variant for e in a.estimates)
 
     def render(self) -> Text:
         a = self.analysis
@@ -85,16 +91,25 @@ class MemoryBars(Widget, can_focus=False):
         cap_col = round(bar_w * cap / top) if top else bar_w
         sel = a.selected.variant if a.selected else None
         rec = a.recommended.variant if a.recommended else None
-        for e in a.estimates:
+        rows = list(a.estimates)
+        if not self._selected_listed(a):
+            rows.append(a.selected)  # a variant the rules forbid (QLoRA + ZeRO-3): shown, blocked
+        for e in rows:
             v = e.variant
+            blocked = e not in a.estimates
             is_rec, is_sel = v == rec, v == sel
             row_style = "on #1d3b2a" if is_rec else ""
-            mark = "★" if is_rec else ("▶" if is_sel else " ")
-            out.append(mark + " ", ("bold #61d68a" if is_rec else "bold") + " " + row_style)
+            mark = "★" if is_rec else ("✖" if blocked else ("▶" if is_sel else " "))
+            out.append(mark + " ", ("bold #61d68a" if is_rec else "bold #ff6b6b" if blocked else "bold")
+                       + " " + row_style)
             out.append(short_label(v).ljust(label_w)[:label_w],
                        ("bold " if is_sel or is_rec else "") + row_style)
             out.append_text(self._bar(e.per_gpu, top, bar_w, cap_col))
             out.append(f" {gib(e.per_gpu.total):>5}", row_style)
+            if blocked:
+                out.append(" ✖ BLOCKED", "bold #ff6b6b")
+                out.append("\n")
+                continue
             if e.fits:
                 out.append(" fits", "#61d68a " + row_style)
             elif not e.fits_gpu:
