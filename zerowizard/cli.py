@@ -44,6 +44,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         epilog=EPILOG)
     parser.add_argument("--export", metavar="DS.json", help="write the final DeepSpeed JSON and exit (no UI)")
     parser.add_argument("--save-plan", metavar="PLAN.yaml", help="write the resolved plan (YAML) and exit")
+    parser.add_argument("--export-sbatch", metavar="JOB.sh",
+                        help="write an sbatch script for the plan (the DeepSpeed JSON and plan beside it) and exit")
+    parser.add_argument("--partition", help="sbatch: SLURM partition")
+    parser.add_argument("--time", help="sbatch: time limit, e.g. 24:00:00")
+    parser.add_argument("--account", help="sbatch: SLURM account")
     parser.add_argument("--version", action="store_true", help="print the version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
@@ -125,7 +130,7 @@ def _dispatch(args) -> int:
 
         return cmd_validate(args)
     if cmd is None and getattr(args, "plan", None) is None and os.path.isfile("zerowizard.yaml") \
-            and not (args.export or args.save_plan):
+            and not (args.export or args.save_plan or args.export_sbatch):
         args.plan = "zerowizard.yaml"
     plan = plan_from_args(args)
     if cmd == "estimate":
@@ -136,6 +141,10 @@ def _dispatch(args) -> int:
         from .runner.launch import run_headless
 
         return run_headless(plan, args)
+    if args.export_sbatch:
+        from .slurm.sbatch import cmd_export_sbatch
+
+        return cmd_export_sbatch(args, plan)
     if args.export or args.save_plan:
         from .commands import cmd_export
 
