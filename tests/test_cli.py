@@ -165,3 +165,11 @@ def test_export_into_missing_folder(zw):
     r = zw("--export", "no/such/dir/ds.json", "--model", "llama-3-8b", "--gpus", "8xA100-80GB", "--method", "lora")
     assert r.returncode == 2 and "does not exist" in r.stderr
     no_traceback(r)
+
+
+def test_params_alone_borrows_the_nearest_architecture(zw):
+    r = zw("estimate", "--json", "--params", "13B", "--gpus", "4xA100-40GB")
+    out = json.loads(r.stdout)
+    assert r.returncode == 0 and out["params"]["total"] == 13_000_000_000
+    full = next(v for v in out["variants"] if v["stage"] == 3 and v["offload_optimizer"] == "none")
+    assert full["per_gpu"]["weights"] + full["per_gpu"]["grads"] + full["per_gpu"]["optimizer"] == 16 * 13 * 10**9 // 4

@@ -114,7 +114,9 @@ class ModelSpec:
         return [layer for layer in layers if any(layer[0] == n or layer[0].endswith("." + n) for n in names)]
 
     def lora_params(self, r: int, target_modules="all-linear") -> int:
-        """Adapter parameters: r * (in + out) per targeted linear, per layer (peft's count)."""
+        """Adapter parameters: r * (in + out) per targeted linear, per layer (peft's count).
+
+        For a raw count (--params) the widths scale with the square root of the size ratio."""
         per_layer = sum(r * (i + o) for _, i, o, _ in self.target_linears(target_modules))
         return int(round(self.num_layers * per_layer * (self.scale ** 0.5)))
 
