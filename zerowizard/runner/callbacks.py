@@ -89,7 +89,7 @@ class EventsCallback(TrainerCallback):
         self._emit("step", step=state.global_step, total_steps=state.max_steps,
                    epoch=round(state.epoch or 0.0, 4), loss=logs["loss"],
                    learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
-                   tokens_per_s=round(rate, 1), elapsed_s=round(now - self.started, 2),
+                   tokens_per_s=round(rate, 1), tokens_seen=state.num_input_tokens_seen, elapsed_s=round(now - self.started, 2),
                    eta_s=None if eta is None else round(eta, 1), memory_bytes=memory,
                    memory_kind="cuda_max_allocated" if self.spec["accelerator"] == "cuda" else "rss")
 

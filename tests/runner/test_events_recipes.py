@@ -1,0 +1,133 @@
+"""The event stream, the printers, the recipes and the launcher's light-weight pieces."""
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+
+from zerowizard.runner import prepare, recipes
+from zerowizard.runner.events import EventTail, EventWriter, read_events
+from zerowizard.runner.headless import PlainPrinter, describe, make_printer
+
+
+def test_events_round_trip_and_tail_skips_torn_lines(tmp_path):
+    path = tmp_path / "events.jsonl"
+    w = EventWriter(path)
+    tail = EventTail(path)
+    w.emit("start", world_size=2)
+    assert [e["event"] for e in tail.poll()] == ["start"]
+    with open(path, "a") as fh:
+        fh.write('{"event": "step", "st')  # a write in progress
+    assert list(tail.poll()) == []
+    with open(path, "a") as fh:
+        fh.write('ep": 1, "total_steps": 2, "loss": 1.0}\n')
+    assert [e["step"] for e in tail.poll()] == [1]
+    with pytest.raises(ValueError):
+        w.emit("bogus")
+    assert len(read_events(path)) == 2
+
+
+def test_plain_lines_when_not_a_terminal():
+    buf = io.StringIO()
+    p = make_printer(buf)
+    assert isinstance(p, PlainPrinter)
+    p.event({"event": "step", "step": 3, "total_steps": 10, "loss": 2.5, "learning_rate": 1e-3,
+             "grad_norm": 0.5, "tokens_per_s": 1200, "eta_s": 65, "memory_bytes": [2**30, None]})
+    line = buf.getvalue()
+    assert "step 3/10" in line and "loss 2.5000" in line and "1m05s" in line and "[1.00,?]" in line
+
+
+def test_rich_printer_draws_a_bar():
+    from zerowizard.runner.headless import RichPrinter
+
+    buf = io.StringIO()
+    p = RichPrinter(buf)
+    p.event({"event": "start", "total_steps": 4, "world_size": 2})
+    p.event({"event": "step", "step": 2, "total_steps": 4, "loss": 3.0, "tokens_per_s": 10})
+    p.event({"event": "end", "status": "completed", "step": 4, "total_steps": 4})
+    p.close()
+    assert "completed" in buf.getvalue()
+
+
+def test_every_event_kind_has_a_line():
+    for ev in ({"event": "checkpoint", "step": 1, "path": "x"}, {"event": "eval", "step": 1},
+               {"event": "error", "rank": 1, "error": "boom"}, {"event": "end", "status": "failed"}):
+        assert describe(ev)
+
+
+def test_recipes_are_plans_named_model_method_data_epochs():
+    names = {r["name"] for r in recipes.list_recipes()}
+    assert {"internlm2_chat_7b_qlora_oasst1_e3", "llama3_8b_lora_alpaca_e3",
+            "qwen2_5_7b_full_alpaca_e3", recipes.DEFAULT_RECIPE} <= names
+    for r in recipes.list_recipes():
+        assert r["command"].startswith("zerowizard run --headless")
+        assert r["name"].split("_")[-1].startswith("e")
+        recipes.load_recipe(r["name"])
+    assert recipes.load_recipe("internlm2_chat_7b_qlora_oasst1_e3").method.type == "qlora"
+
+
+def test_recipe_flags_win_over_the_recipe():
+    from zerowizard.plan import Plan, PlanError, update
+
+    plan = recipes.apply_recipe(update(Plan(), None, deepspeed="deepspeed_zero3"), "llama3_8b_lora_alpaca_e3")
+    assert plan.deepspeed == "deepspeed_zero3" and plan.method.type == "lora"
+    with pytest.raises(PlanError, match="did you mean"):
+        recipes.load_recipe("llama3_8b_lora_alpaca_e4")
+
+
+def test_recipes_estimate_offline():
+    from zerowizard.core import analyze
+
+    for name in ("internlm2_chat_7b_qlora_oasst1_e3", "qwen2_5_7b_full_alpaca_e3"):
+        a = analyze(recipes.load_recipe(name))
+        assert a.ds is not None and a.model is not None
+
+
+def test_slurm_variables_give_rank_and_master(monkeypatch):
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[07-08]")
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    env = prepare.slurm_env()
+    assert env["RANK"] == "3" and env["WORLD_SIZE"] == "8" and env["LOCAL_RANK"] == "1"
+    assert env["MASTER_ADDR"] == "gpu07" and env["MASTER_PORT"] == "21234"
+
+
+def test_slurm_outside_an_allocation_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("SLURM_PROCID", raising=False)
+    with pytest.raises(prepare.PrepareError, match="srun"):
+        prepare.slurm_env()
+
+
+def test_xtuner_environment_variables_set_the_topology(monkeypatch):
+    import argparse
+
+    from zerowizard.runner.launch import topology
+
+    for k, v in {"NPROC_PER_NODE": "8", "NNODES": "2", "NODE_RANK": "1", "ADDR": "10.0.0.1", "PORT": "29500"}.items():
+        monkeypatch.setenv(k, v)
+    top = topology(argparse.Namespace())
+    assert top == {"nproc": 8, "nnodes": 2, "node_rank": 1, "addr": "10.0.0.1", "port": 29500}
+
+
+def test_torchrun_command_for_two_nodes(tmp_path):
+    import argparse
+
+    from zerowizard.runner.launch import _command, topology
+
+    args = argparse.Namespace(nproc_per_node=4, nnodes=2, node_rank=1, master_addr="h0", master_port=29400)
+    cmd, ranks, writes = _command("auto", 4, topology(args), tmp_path, {}, None)
+    assert "torch.distributed.run" in cmd and "--nnodes=2" in cmd and "--node-rank=1" in cmd
+    assert "--master-addr=h0" in cmd and ranks == [4, 5, 6, 7] and writes is False
+
+
+def test_importing_the_launcher_stays_light():
+    code = ("import sys, zerowizard.runner.launch, zerowizard.runner.recipes, zerowizard.runner.events;"
+            "print(sorted(m for m in ('torch','deepspeed','transformers','textual') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
