@@ -188,63 +188,180 @@ def activations(w: Workload) -> int:
     return layers + logits
 
 
-def _model_states(w: Workload, v: Variant) -> tuple[int, int, int, int]:
-    """(gpu weights, gpu grads, gpu optimizer, host bytes per rank) for one variant."""
-    n = w.world_size
-    wb = 4 if w.precision == "fp32" else 2  # weight and gradient bytes
-    ob = 8 if w.precision == "fp32" else 12  # Adam moments (+ fp32 master under mixed precision)
+# bitsandbytes QuantState constants per quantised nn.Linear (measured, benchmarks/fidelity.py):
+# the NF4 code (16 fp32), the nested 8-bit code (256 fp32) and the nested offset (1 fp32).
+QLORA_MODULE_CONST_BYTES = 16 * 4 + 256 * 4 + 4
+LINEARS_PER_LAYER = 7  # q, k, v, o, gate, up, down (Llama-style decoders)
+
+
+def _largest_trainable(w: Workload) -> int:
+    """The largest single trainable tensor (DeepSpeed's offload staging buffers are this big).
+
+    Full: the largest module. LoRA on all linears: the rank follows from the count,
+    r = t / (layers * sum(in + out)), and the largest adapter matrix is r * max(h, f, q)."""
+    if w.method == "full":
+        return w.largest_layer_params
+    per_rank = w.num_layers * (7 * w.hidden_size + 2 * w.q_dim + 2 * w.kv_dim + 3 * w.intermediate_size)
+    r = max(1, w.trainable_params // max(1, per_rank))
+    return r * max(w.hidden_size, w.intermediate_size, w.q_dim)
+
+
+def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]]:
+    """What DeepSpeed 0.19 holds per rank at the two peaks of a step, by part, as (device, host).
+
+    Phases: ``backward`` (every gradient reduced, buckets alive; ZeRO-3 parameters gathered for
+    the running layer) and ``step`` (inside the optimizer step, fp32 gradient partitions handed to
+    the torch optimizer). Parts: ``weights``, ``grads``, ``gradbuf`` (reduction buckets, offload
+    staging), ``optimizer`` (fp32 master + Adam moments), ``transient`` (gathered ZeRO-3 parameters,
+    the stage-0 all-reduce bucket, the QLoRA dequantised weight: alive only while a layer runs,
+    which is why the CPU harness cannot see them between phases).
+
+    Every term is measured by benchmarks/fidelity.py and located in DeepSpeed's source
+    (deepspeed/runtime/zero/stage_1_and_2.py, stage3.py, fp16/unfused_optimizer.py, v0.19.8):
+    - stage 0, bf16/fp16: FP16_UnfusedOptimizer keeps an fp32 master copy of every param and, in
+      its step, an fp32 copy of every gradient (unfused_optimizer.py:78, :222); fp32: the torch
+      optimizer runs on the params themselves (no master, no copy).
+    - stages 1-3 keep an fp32 master partition even in fp32 mode (stage_1_and_2.py:560
+      ``.clone().to(master_weights_and_grads_dtype)``; stage3.py fp32_partitioned_groups_flat).
+    - stage 1: 16-bit gradients stay whole until the end of backward, then reduce to a partition.
+    - stage 2: gradients reduce bucket by bucket into ``grads_in_partition`` (2x/N, plus the part
+      of a parameter that straddles the partition boundary: about half of one linear);
+      ``reduce_bucket_size`` elements in the gradient dtype per ipg bucket, two with overlap_comm
+      (setup_buckets, :3266/:3275); stage 1 allocates them only with overlap_comm (measured).
+    - stages 1/2, in step: the 16-bit partition is flattened into an fp32 partition (4x/N) and
+      freed (:3114-3131).
+    - stage 3: a persistent 16-bit gradient partition buffer (stage3.py:791, grad accumulation
+      dtype), one ipg bucket of reduce_bucket_size (:782, persistent), an fp32 gradient partition
+      in step; gathered parameters bounded by stage3_max_live_parameters.
+    - offload_optimizer cpu, stages 1/2: fp32 gradient partition pinned on the host for good
+      (initialize_optimizer_states :937), a 16-bit host copy of the partition for the copy back
+      (:566), and two staging buffers of the largest trainable parameter (:653, :659, one per side).
+    - offload_optimizer cpu, stage 3: ``self.device`` is the CPU (stage3.py:333), so the 16-bit
+      gradient partition lives on the host too, beside the fp32 gradient partition.
+    """
+    n = max(1, w.world_size)
+    mixed = w.precision != "fp32"
+    wb = 2 if mixed else 4  # weight and gradient bytes
     t = w.trainable_params
-    frozen = w.total_params - t if w.method == "full" else w.total_params
     if w.method == "qlora":
-        frozen_bytes = qlora_weight_bytes(w.quantizable_params) + (w.total_params - w.quantizable_params) * wb
+        frozen_bytes = (qlora_weight_bytes(w.quantizable_params) + (w.total_params - w.quantizable_params) * wb
+                        + w.num_layers * LINEARS_PER_LAYER * QLORA_MODULE_CONST_BYTES)
+    elif w.method == "full":
+        frozen_bytes = (w.total_params - t) * wb
     else:
-        frozen_bytes = frozen * wb
+        frozen_bytes = w.total_params * wb
     weights = frozen_bytes + t * wb
-    grads = t * wb
-    optim = t * ob
-    host = 0
-    if v.stage >= 3:
-        weights = _ceil_div(weights, n)
-    if v.stage >= 2:
-        grads = _ceil_div(grads, n)
-    if v.stage >= 1:
-        optim = _ceil_div(optim, n)
-    if v.offload_optimizer != "none":
-        if v.offload_optimizer == "cpu":
-            host += optim + _ceil_div(t * 4, n)  # fp32 master + moments, fp32 grad partition
-        optim = 0
-        if v.stage >= 2:
-            grads = 0  # reduced bucket by bucket straight into the host's fp32 partition
-    if v.offload_param != "none":
-        if v.offload_param == "cpu":
-            host += weights
-        weights = 0
+    master = 4 * t if (mixed or v.stage >= 1) else 0
+    optim = master + 8 * t  # Adam exp_avg + exp_avg_sq, fp32
+    big = _largest_trainable(w)
+    off_opt = v.offload_optimizer != "none" and v.stage >= 1
+    off_par = v.offload_param != "none" and v.stage == 3
+    zero = (0, 0)
+
+    def dev(x: int) -> tuple[int, int]:
+        return (x, 0)
+
+    def host(x: int) -> tuple[int, int]:
+        return (0, x)
+
+    def put(x: int, on_host: bool) -> tuple[int, int]:
+        return host(x) if on_host else dev(x)
+
+    if v.stage == 0:
+        common = {"weights": dev(weights), "optimizer": dev(optim), "gradbuf": zero}
+        reduce = min(w.reduce_bucket_size, t) * wb if n > 1 else 0
+        back = {**common, "grads": dev(t * wb), "transient": dev(reduce)}
+        step = {**common, "grads": dev(t * wb + (4 * t if mixed else 0)), "transient": zero}
+        return _with_qlora(w, {"backward": back, "step": step})
+    if v.stage in (1, 2):
+        buckets = (2 if w.overlap_comm else 1) if w.contiguous_gradients else 0
+        if v.stage == 1 and not w.overlap_comm:
+            buckets = 0
+        bucket = buckets * w.reduce_bucket_size * wb
+        straddle = (big if w.method != "full" else w.largest_linear_params) // 2 * wb if n > 1 else 0
+        opt = _ceil_div(optim, n)
+        if not off_opt:
+            # stage 1: whole 16-bit grads, and the straddling parameter's grad again in the partition
+            g16 = t * wb + straddle if v.stage == 1 else _ceil_div(t * wb, n) + straddle
+            back = {"weights": dev(weights), "grads": dev(g16), "gradbuf": dev(bucket),
+                    "optimizer": dev(opt), "transient": zero}
+            step = {"weights": dev(weights), "grads": dev(_ceil_div(4 * t, n)), "gradbuf": zero,
+                    "optimizer": dev(opt), "transient": zero}
+            return _with_qlora(w, {"backward": back, "step": step})
+        g32 = _ceil_div(4 * t, n)
+        staging = (big * wb, big * wb)  # temp_grad_buffer_for_gpu_offload / _for_cpu_offload
+        w_pair = (weights, _ceil_div(t * wb, n))  # + the 16-bit host copy of the partition
+        g16 = t * wb + straddle if v.stage == 1 else 0
+        back = {"weights": w_pair, "grads": (g16, g32), "gradbuf": (bucket + staging[0], staging[1]),
+                "optimizer": host(opt), "transient": zero}
+        step = {"weights": w_pair, "grads": host(g32), "gradbuf": staging, "optimizer": host(opt),
+                "transient": zero}
+        return _with_qlora(w, {"backward": back, "step": step})
+    # stage 3
+    wpart = put(_ceil_div(weights, n), off_par)
+    g16 = put(_ceil_div(t * wb, n), off_opt)
+    g32 = _ceil_div(4 * t, n)
+    opt = put(_ceil_div(optim, n), off_opt)
+    bucket = dev(w.reduce_bucket_size * wb if w.contiguous_gradients else 0)
+    live = min(w.max_live_parameters, w.prefetch_bucket_size + w.largest_layer_params)
+    gathered = dev(max(live, w.largest_layer_params) * wb)
+    back = {"weights": wpart, "grads": _add(g16, host(g32) if off_opt else zero), "gradbuf": bucket,
+            "optimizer": opt, "transient": gathered}
+    step = {"weights": wpart, "grads": _add(g16, put(g32, off_opt)), "gradbuf": bucket, "optimizer": opt,
+            "transient": zero}
+    return _with_qlora(w, {"backward": back, "step": step})
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return (a[0] + b[0], a[1] + b[1])
+
+
+def _with_qlora(w: Workload, phases: dict) -> dict:
+    if w.method == "qlora":  # the dequantised 16-bit weight of the running layer (bitsandbytes)
+        back = phases["backward"]
+        back["transient"] = _add(back["transient"], (w.largest_linear_params * 2, 0))
+    return phases
+
+
+def _model_states(w: Workload, v: Variant) -> tuple[int, int, int, int]:
+    """(gpu weights, gpu grads, gpu optimizer, host bytes per rank) for one variant.
+
+    Weights, grads and optimizer are the guide's figures (16x, 4x + 12x/N, 2x + 14x/N, 16x/N for a
+    mixed-precision full fine-tune; trainable parameters only carry grads and optimizer states).
+    What DeepSpeed allocates beyond them is in :func:`_buffers`; the host holds, per rank, the
+    largest host footprint of :func:`zero_phases` (offloaded parts)."""
+    phases = zero_phases(w, v)
+    back, step = phases["backward"], phases["step"]
+    weights = back["weights"][0]
+    optim = back["optimizer"][0]
+    g16 = w.trainable_params * (4 if w.precision == "fp32" else 2)
+    if v.stage <= 1:
+        grads = g16  # whole 16-bit gradients (stage 1: until the end of backward)
+    elif v.offload_optimizer == "none":
+        grads = _ceil_div(g16, max(1, w.world_size))
+    else:
+        grads = back["grads"][0]  # stage 2: reduced straight to the host; stage 3: host partition
+    host = max(sum(part[1] for part in ph.values()) for ph in phases.values())
     return weights, grads, optim, host
 
 
 def _buffers(w: Workload, v: Variant) -> int:
-    gb = 4 if w.precision == "fp32" else 2
-    if v.stage in (1, 2):
-        # stage_1_and_2.py setup_buckets: torch.empty(reduce_bucket_size) once, twice with overlap_comm
-        count = (2 if w.overlap_comm else 1) if w.contiguous_gradients else 0
-        buf = count * w.reduce_bucket_size * gb
-    elif v.stage == 3:
-        # stage3.py: one reduce bucket; gathered parameters live at once are capped by
-        # stage3_max_live_parameters and at least the largest module plus the prefetch bucket.
-        live = min(w.max_live_parameters, w.prefetch_bucket_size + w.largest_layer_params)
-        buf = min(w.reduce_bucket_size, w.trainable_params) * gb + max(live, w.largest_layer_params) * gb
-    else:
-        buf = min(w.reduce_bucket_size, w.trainable_params) * gb  # stage 0: flattened all-reduce bucket
-    if w.method == "qlora":
-        buf += w.largest_linear_params * 2  # the dequantised 16-bit weight of the running layer
-    return buf
+    """Device bytes beyond the model states at the worse of the two phases (zero_phases)."""
+    weights, grads, optim, _ = _model_states(w, v)
+    states = weights + grads + optim
+    return max(0, max(sum(part[0] for part in ph.values()) - states for ph in zero_phases(w, v).values()))
 
 
 def state_parts(w: Workload, v: Variant) -> dict:
-    """Model states per rank by part, wherever they live (device or host): the CPU harness's view."""
-    weights, grads, optim, host = _model_states(w, v)
-    return {"weights": weights, "grads": grads, "gradbuf": _buffers(w, v), "optimizer": optim + host,
-            "terms": {}}
+    """The CPU harness's view (benchmarks/fidelity.py): per phase, each part's bytes per rank
+    wherever it lives (device + host, one memory on the CPU accelerator), without the transient
+    part the harness cannot observe; ``peak`` is the phase with the larger total."""
+    out = {}
+    for name, ph in zero_phases(w, v).items():
+        out[name] = {k: ph[k][0] + ph[k][1] for k in ("weights", "grads", "gradbuf", "optimizer")}
+        out[name]["transient"] = sum(ph["transient"])
+    peak = max(("backward", "step"), key=lambda k: sum(out[k][p] for p in ("weights", "grads", "gradbuf", "optimizer")))
+    return {**out[peak], "peak_phase": peak, "phases": out}
 
 
 def estimate_variant(w: Workload, v: Variant) -> VariantEstimate:
