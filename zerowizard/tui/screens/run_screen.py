@@ -85,19 +85,29 @@ class RunScreen(Screen):
         dev = self.query_one("#devmem", DeviceMemory)
         dev.predicted = self.predicted
         self.query_one("#loss", LossChart).show([], [])
+        self.query_one("#log", RichLog).border_title = "log · all ranks"
         if self.replay is not None:
-            log = self.query_one("#log", RichLog)
-            for line in self.replay_log:
-                log.write(line)
-            for ev in read_events(self.replay):
-                self.handle_event(ev)
-            if self.state in ("starting", "running"):
-                self.state = "running"
-            self.show_status()
+            self.call_after_refresh(self.play_recording)
             return
         self.show_status()
         self.launch()
         self.set_interval(0.25, self.poll_events)
+
+    def log_line(self, line: str) -> None:
+        """Append to the log pane, wrapped at the pane's width (RichLog alone wraps at 80)."""
+        log = self.query_one("#log", RichLog)
+        width = log.scrollable_content_region.width - 1
+        log.write(Text(line), width=width if width > 20 else None)
+
+    def play_recording(self) -> None:
+        """Show a recorded run (after the first layout, so the log wraps at its real width)."""
+        for line in self.replay_log:
+            self.log_line(line)
+        for ev in read_events(self.replay):
+            self.handle_event(ev)
+        if self.state == "starting":
+            self.state = "running"
+        self.show_status()
 
     # ---- the runner process --------------------------------------------------------------
     def command(self, plan_file: Path) -> list[str]:
@@ -106,14 +116,13 @@ class RunScreen(Screen):
 
     @work(exclusive=True, group="runner")
     async def launch(self) -> None:
-        log = self.query_one("#log", RichLog)
         self.output.mkdir(parents=True, exist_ok=True)
         events = self.output / "events.jsonl"
         self.tail = EventTail(events)
         self.tail.offset = events.stat().st_size if events.exists() else 0  # a reused folder
         plan_file = files.save(self.plan, self.output.parent / f"{self.output.name}.plan.yaml")
         cmd = self.command(plan_file)
-        log.write("$ " + " ".join(cmd))
+        self.log_line("$ " + " ".join(cmd))
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -128,7 +137,7 @@ class RunScreen(Screen):
         self.show_status()
         assert self.proc.stdout is not None
         async for raw in self.proc.stdout:
-            log.write(raw.decode("utf-8", errors="replace").rstrip("\n"))
+            self.log_line(raw.decode("utf-8", errors="replace").rstrip("\n"))
         self.returncode = await self.proc.wait()
         self.poll_events()
         self.finished(self.returncode)
@@ -144,7 +153,7 @@ class RunScreen(Screen):
             self.state = "crashed"
             if not self.error:
                 self.error = (end or {}).get("error") or f"the runner exited with status {rc}"
-        self.query_one("#log", RichLog).write(f"[runner exited with status {rc}]")
+        self.log_line(f"[runner exited with status {rc}]")
         self.show_status()
 
     def poll_events(self) -> None:
@@ -186,7 +195,7 @@ class RunScreen(Screen):
                 if self.state == "crashed" and not self.error:
                     self.error = ev.get("error") or f"the run ended: {status}"
         elif kind == "checkpoint" and self.replay is None:
-            self.query_one("#log", RichLog).write(f"[checkpoint] step {ev.get('step')}: {ev.get('path')}")
+            self.log_line(f"[checkpoint] step {ev.get('step')}: {ev.get('path')}")
         self.show_status()
 
     def show_status(self) -> None:
@@ -235,7 +244,7 @@ class RunScreen(Screen):
         if self.running:
             self.state = "stopping"
             self.proc.send_signal(signal.SIGINT)
-            self.query_one("#log", RichLog).write("[SIGINT sent to the runner]")
+            self.log_line("[SIGINT sent to the runner]")
             self.show_status()
 
     def action_back(self) -> None:
