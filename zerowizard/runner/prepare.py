@@ -128,31 +128,31 @@ def write_run_files(workdir: Path, plan, ds_config: dict, runner_spec: dict) -> 
 
 
 def slurm_env() -> dict:
-    """RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT from SLURM_* variables."""
+    """RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE / MASTER_ADDR / MASTER_PORT from SLURM_*
+    variables. The master is the first host of the step's node list (else the job's), expanded as
+    `scontrol show hostnames` does (zerowizard.slurm.nodelist)."""
+    from zerowizard.slurm.nodelist import NodelistError, expand_tasks_per_node, first_host
+
     env = os.environ
-    missing = [k for k in ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_NODELIST") if k not in env]
+    nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
+    missing = [k for k in ("SLURM_PROCID", "SLURM_NTASKS") if k not in env] + \
+        ([] if nodelist else ["SLURM_JOB_NODELIST"])
     if missing:
         raise PrepareError(f"--launcher slurm: {', '.join(missing)} not set; run inside an "
                            "allocation, e.g. srun zerowizard run --headless --launcher slurm")
-    nodelist = env["SLURM_JOB_NODELIST"]
-    master = env.get("MASTER_ADDR") or _first_host(nodelist)
+    try:
+        master = env.get("MASTER_ADDR") or first_host(nodelist)
+    except NodelistError as exc:
+        raise PrepareError(f"--launcher slurm: {exc}; set MASTER_ADDR to rank 0's host") from None
     port = env.get("MASTER_PORT") or str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000)
-    return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": env["SLURM_NTASKS"],
-            "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
-            "LOCAL_WORLD_SIZE": env.get("SLURM_NTASKS_PER_NODE", "1").split("(")[0],
+    try:  # tasks on this node: SLURM_STEP_TASKS_PER_NODE / SLURM_TASKS_PER_NODE read "2(x3),1"
+        per_node = expand_tasks_per_node(env.get("SLURM_STEP_TASKS_PER_NODE") or env["SLURM_TASKS_PER_NODE"])
+        local_world = per_node[min(int(env.get("SLURM_NODEID", "0")), len(per_node) - 1)]
+    except (KeyError, ValueError):
+        local_world = int(env.get("SLURM_NTASKS_PER_NODE", "1").split("(")[0])
+    return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"],
+            "LOCAL_RANK": env.get("SLURM_LOCALID", "0"), "LOCAL_WORLD_SIZE": str(local_world),
             "MASTER_ADDR": master, "MASTER_PORT": port}
-
-
-def _first_host(nodelist: str) -> str:
-    """node[01-04],gpu7 -> node01 (what `scontrol show hostnames` would print first)."""
-    m = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist)
-    if not m:
-        return nodelist
-    prefix, ranges = m.group(1), m.group(2)
-    if not ranges:
-        return prefix
-    first = ranges.split(",")[0].split("-")[0]
-    return prefix + first
 
 
 def free_port() -> int:

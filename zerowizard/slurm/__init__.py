@@ -1,0 +1,1 @@
+"""SLURM support: host-list expansion, sbatch export, launch command lines (pure Python)."""
