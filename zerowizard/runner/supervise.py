@@ -110,7 +110,8 @@ class Supervisor:
                 if interesting(line):
                     self.printer.log(r, line)
         for ev in tail.poll():
-            self.printer.event(ev)
+            if self.writes_events:  # one printer per job: N SLURM tasks must not print every line N times
+                self.printer.event(ev)
             if ev.get("event") == "error" and self.error is None:
                 self.error, self.error_at = ev, time.time()
             elif ev.get("event") == "end":
@@ -136,8 +137,8 @@ class Supervisor:
             time.sleep(0.2)
         kill_tree(proc.pid, grace=1.0)  # nothing may outlive the launcher process
         self._pump(tail, logtails)
-        if rc == 0 and self.ended is not None:
-            return 0
+        if rc == 0 and (self.ended is not None or not self.writes_events):
+            return 0  # a launcher that writes no events (node rank > 0, SLURM rank > 0): its exit is the verdict
         self._report_failure(rc)
         return rc or 1
 
