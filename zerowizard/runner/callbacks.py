@@ -11,11 +11,19 @@ from zerowizard.runner.events import EventWriter
 
 
 def device_memory_bytes(accelerator: str) -> int:
-    """Peak allocated bytes on CUDA; the process RSS on the CPU."""
+    """Used bytes of this rank's GPU from NVML (PyTorch's peak allocation without NVML);
+    the process RSS on the CPU."""
     if accelerator == "cuda":
         import torch
 
-        return int(torch.cuda.max_memory_allocated())
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
+            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+        except Exception:  # noqa: BLE001 - no NVML bindings: fall back to the allocator's figure
+            return int(torch.cuda.max_memory_allocated())
     import psutil
 
     return int(psutil.Process().memory_info().rss)
@@ -91,7 +99,7 @@ class EventsCallback(TrainerCallback):
                    learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
                    tokens_per_s=round(rate, 1), tokens_seen=state.num_input_tokens_seen, elapsed_s=round(now - self.started, 2),
                    eta_s=None if eta is None else round(eta, 1), memory_bytes=memory,
-                   memory_kind="cuda_max_allocated" if self.spec["accelerator"] == "cuda" else "rss")
+                   memory_kind="gpu" if self.spec["accelerator"] == "cuda" else "rss")
 
     def on_save(self, args, state, control, **kw):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"

@@ -7,7 +7,11 @@ from __future__ import annotations
 import sys
 
 _NOISE = ("it/s]", "s/it]", "FutureWarning", "warnings.warn(", "return func(*args", "{'loss':",
-          "{'train_runtime'")
+          "{'train_runtime'",
+          # known harmless start-up chatter on the CPU: bitsandbytes' optional kernels package,
+          # DeepSpeed probing async_io (libaio) and loading its shared-memory comm op
+          "gemm_4bit_forward from kernels-community", "cannot find -laio",
+          "collect2: error: ld returned 1 exit status", "deepspeed_shm_comm_op built successfully")
 
 
 def interesting(line: str) -> bool:
@@ -78,13 +82,13 @@ class RichPrinter:
 
     def __init__(self, stream=None):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.console = Console(file=stream or sys.stdout)
         self.progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
             TextColumn("loss [cyan]{task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
-            TextColumn("ETA"), TimeRemainingColumn(), console=self.console, transient=False)
+            TextColumn("ETA {task.fields[eta]}"), console=self.console, transient=False)
         self.task = None
 
     def notice(self, text: str) -> None:
@@ -98,11 +102,13 @@ class RichPrinter:
         if kind == "start":
             self.progress.start()
             self.task = self.progress.add_task("train", total=ev.get("total_steps") or None,
-                                               completed=ev.get("start_step") or 0, loss="-", tps="-")
+                                               completed=ev.get("start_step") or 0, loss="-", tps="-",
+                                               eta="?")
             self.console.print(describe(ev), markup=False, highlight=False)
         elif kind == "step" and self.task is not None:
             self.progress.update(self.task, completed=ev["step"], total=ev["total_steps"],
-                                 loss=f"{ev['loss']:.4f}", tps=f"{ev.get('tokens_per_s', 0):.0f}")
+                                 loss=f"{ev['loss']:.4f}", tps=f"{ev.get('tokens_per_s', 0):.0f}",
+                                 eta=_fmt_s(ev.get("eta_s")))
         else:
             style = "red" if kind == "error" else "green" if kind == "end" else ""
             self.console.print(describe(ev), style=style, markup=False, highlight=False)

@@ -122,6 +122,9 @@ def run_headless(plan, args) -> int:
             ckpt = None
             if plan.output:
                 workdir = Path(plan.output)
+            elif top["nnodes"] > 1:
+                raise prepare.PrepareError("several nodes: give --output DIR, the same path on every "
+                                           "node (shared storage, so rank 0's checkpoints are found)")
             elif launcher == "slurm" and os.environ.get("SLURM_JOB_ID"):
                 workdir = root / f"slurm_{os.environ['SLURM_JOB_ID']}"
             else:

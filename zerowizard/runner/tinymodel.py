@@ -26,12 +26,10 @@ CHAT_TEMPLATE = (
 _VERSION = "1"
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def presets_dir() -> Path:
-    return Path(os.environ.get("ZEROWIZARD_PRESETS") or repo_root() / "presets")
+    from zerowizard.paths import PRESETS
+
+    return Path(os.environ.get("ZEROWIZARD_PRESETS") or PRESETS)
 
 
 def cache_dir() -> Path:
