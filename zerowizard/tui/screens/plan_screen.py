@@ -28,6 +28,7 @@ from .. import files
 from ..widgets.fields import ChoiceField, NumberField, PlanField, TextField, ToggleField
 from ..widgets.json_preview import JsonPreview
 from ..widgets.memory_bars import MemoryBars
+from ..widgets.note import Note
 from ..widgets.problems import ProblemsList
 from .dialogs import PathsDialog
 
@@ -61,12 +62,13 @@ class PlanScreen(Screen):
         Binding("f3", "show_tab('json')", "JSON", show=False),
     ]
 
-    plan: reactive[Plan] = reactive(Plan, init=False)
+    plan: reactive[Plan] = reactive(Plan, init=False, repaint=False)
 
     def __init__(self, plan: Plan, plan_path: str | None, detection: Detection):
         super().__init__()
         self.plan_path, self.detection = plan_path, detection
         self.analysis: Analysis = analyze(plan, detection=detection)
+        self._shown: dict[str, object] = {}
         self.set_reactive(PlanScreen.plan, plan)
 
     # ---- layout -------------------------------------------------------------------------
@@ -88,7 +90,7 @@ class PlanScreen(Screen):
                 yield NumberField("Host RAM", "hardware", "host_ram_gb", p.hardware.host_ram_gb,
                                   kind=float, optional=True, placeholder="GiB, default: this machine",
                                   minimum=0.001)
-                yield Static(id="hw-info", classes="info")
+                yield Note(id="hw-info", classes="info")
                 yield Static("Model", classes="section")
                 yield ChoiceField("Model", "model", "name", p.model.name,
                                   [(m, m) for m in models])
@@ -97,7 +99,7 @@ class PlanScreen(Screen):
                 yield ChoiceField("Method", "method", "type", p.method.type, [(m, m) for m in METHODS])
                 yield NumberField("LoRA rank", "method", "lora_r", p.method.lora_r)
                 yield ChoiceField("Precision", None, "precision", p.precision, [(x, x) for x in PRECISIONS])
-                yield Static(id="model-info", classes="info")
+                yield Note(id="model-info", classes="info")
                 yield Static("Batch", classes="section")
                 yield NumberField("Micro batch", "batch", "micro_batch", p.batch.micro_batch)
                 yield NumberField("Grad accum", "batch", "grad_accum", p.batch.grad_accum)
@@ -115,7 +117,7 @@ class PlanScreen(Screen):
                                 placeholder="for nvme offload")
             with Vertical(id="right"):
                 yield MemoryBars(id="bars")
-                yield Static(id="recommend", classes="info")
+                yield Note(id="recommend", classes="info")
                 with TabbedContent(id="tabs"):
                     with TabPane("Problems", id="problems"):
                         with VerticalScroll():
@@ -128,7 +130,7 @@ class PlanScreen(Screen):
                     yield Button("Save", id="save", compact=True)
                     yield Button("Load", id="load", compact=True)
                     yield Button("Run ▶", id="run", variant="success", compact=True)
-                    yield Static(id="blocked")
+                    yield Note(id="blocked")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -161,6 +163,9 @@ class PlanScreen(Screen):
         self.show_analysis(analyze(plan, detection=self.detection))
 
     def show_analysis(self, a: Analysis) -> None:
+        """Hand a new analysis down. Only what changed is touched: a change to one field must
+        repaint the bars within a frame, so no needless layout, CSS or footer work."""
+        old_errors = bool(self.analysis.errors)
         self.analysis = a
         plan = a.plan
         for f in self.query(PlanField):
@@ -169,26 +174,32 @@ class PlanScreen(Screen):
                 value = "" if value in catalog() else value
             elif f.id == "plan-deepspeed-path":
                 value = "" if value in PRESET_NAMES else value
-            f.show(value)
+            if f.value != value:
+                f.show(value)
         self.query_one("#method-lora_r").disabled = plan.method.type == "full"
         self.query_one("#bars", MemoryBars).analysis = a
-        self.query_one("#hw-info", Static).update(self._hardware_text(a))
-        self.query_one("#model-info", Static).update(self._model_text(a))
-        self.query_one("#recommend", Static).update(self._recommend_text(a))
-        problems = self.query_one("#problem-list", ProblemsList)
-        problems.problems = a.problems
-        preview = self.query_one("#preview", JsonPreview)
-        preview.error = a.base_error
-        preview.build = a.ds
+        self._put("#hw-info", self._hardware_text(a))
+        self._put("#model-info", self._model_text(a))
+        self._put("#recommend", self._recommend_text(a))
+        self.query_one("#problem-list", ProblemsList).show(a.problems)
+        self.query_one("#preview", JsonPreview).show(a.ds, a.base_error)
         n_err = len(a.errors)
-        tabs = self.query_one("#tabs", TabbedContent)
-        tabs.get_tab("problems").label = f"Problems ({len(a.problems)})" if a.problems else "Problems"
-        tabs.get_tab("problems").set_class(bool(n_err), "-errors")
+        tab = self.query_one("#tabs", TabbedContent).get_tab("problems")
+        label = f"Problems ({len(a.problems)})" if a.problems else "Problems"
+        if str(tab.label) != label:
+            tab.label = label
+        tab.set_class(bool(n_err), "-errors")
         for b in ("#export", "#run"):
             self.query_one(b, Button).disabled = bool(n_err)
-        blocked = self.query_one("#blocked", Static)
-        blocked.update(f"✖ blocked by {n_err} error{'s' if n_err > 1 else ''}" if n_err else "")
-        self.refresh_bindings()
+        self._put("#blocked", f"✖ blocked by {n_err} error{'s' if n_err > 1 else ''}" if n_err else "")
+        if bool(n_err) != old_errors or not self.is_mounted:
+            self.refresh_bindings()
+
+    def _put(self, selector: str, content) -> None:
+        """Set a note only when its content differs."""
+        if self._shown.get(selector) != content:
+            self._shown[selector] = content
+            self.query_one(selector, Note).content = content
 
     def _hardware_text(self, a: Analysis) -> str:
         hw = a.hardware

@@ -6,7 +6,6 @@ import json
 from rich.syntax import Syntax
 from rich.style import Style
 from rich.text import Span, Text
-from textual.reactive import reactive
 from textual.widgets import Static
 
 MARK = "#e5c07b"
@@ -69,13 +68,20 @@ def render_preview(config: dict | None, overrides=(), error: str = "") -> Text:
 
 
 class JsonPreview(Static):
-    """Set ``build`` to a zerowizard.dsconfig.DsBuild (or None, with ``error``)."""
+    """Shows a zerowizard.dsconfig.DsBuild (or, without one, why not)."""
 
-    build = reactive(None, always_update=True)
-    error = ""
+    _key: object = None
 
-    def watch_build(self, build) -> None:
+    def show(self, build, error: str = "") -> None:
         if build is None:
-            self.update(render_preview(None, error=self.error))
+            key = ("error", error)
+        else:
+            key = (json.dumps(build.config, sort_keys=True, default=str),
+                   tuple(o.describe() for o in build.overrides))
+        if key == self._key:
+            return  # highlighting is the slowest part of a repaint: skip it when nothing changed
+        self._key = key
+        if build is None:
+            self.update(render_preview(None, error=error))
         else:
             self.update(render_preview(build.config, build.overrides))

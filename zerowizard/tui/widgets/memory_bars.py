@@ -53,7 +53,15 @@ class MemoryBars(Widget, can_focus=False):
             super().__init__()
             self.variant = variant
 
-    analysis = reactive(None, layout=True)
+    analysis = reactive(None)
+
+    def watch_analysis(self, old, new) -> None:
+        # a repaint per change; a re-layout only when the number of rows changes
+        if old is None or new is None or self._rows(old) != self._rows(new):
+            self.refresh(layout=True)
+
+    def _rows(self, a) -> int:
+        return len(a.estimates) + (0 if self._selected_listed(a) else 1)
 
     def get_content_height(self, container, viewport, width: int) -> int:
         a = self.analysis

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.reactive import reactive
 from textual.widgets import Static
 
 ICONS = {"error": ("✖ ", "bold #ff6b6b"), "warning": ("▲ ", "bold #e5c07b"), "info": ("● ", "#56b6c2")}
@@ -28,10 +27,21 @@ def render_problems(problems) -> Text:
 
 
 class ProblemsList(Static):
-    """Shows ``problems`` (a list of zerowizard.problems.Problem), errors first."""
+    """Shows a list of zerowizard.problems.Problem, errors first."""
 
-    problems = reactive(list, always_update=True)
+    problems: list = []
+    _height: int | None = None
 
-    def watch_problems(self, problems) -> None:
-        self.update(render_problems(problems))
+    def show(self, problems) -> None:
+        problems = list(problems)
+        if problems == self.problems and self.has_class("-shown"):
+            return
+        self.problems = problems
+        text = render_problems(problems)
+        # re-layout only when the wrapped height changes (a layout costs more than a frame)
+        width = self.content_region.width
+        height = len(text.wrap(self.app.console, width)) if width else None
+        self.update(text, layout=height is None or height != self._height)
+        self._height = height
+        self.add_class("-shown")
         self.set_class(any(p.severity == "error" for p in problems), "-has-errors")

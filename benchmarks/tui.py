@@ -1,0 +1,148 @@
+"""The TUI's two latencies: start to first frame, and a field change to the bars' repaint.
+
+1. First frame: wall time from spawning `python` to the app's Ready event (Textual sends it once the
+   first frame has been displayed), for the same app `zerowizard` opens, headless. Printed beside
+   `python -c "import textual.app"`, the floor. Target: under 1 s on this machine.
+2. Repaint: in one process, 100x30, the GPUs-per-node field is typed into repeatedly (4, 8, 4, ...);
+   for each change, the time from setting the field until (a) the memory bars have rendered the new
+   analysis and (b) the next frame has been composed. Target for (a) and (b): median under 16 ms.
+
+    python benchmarks/tui.py [--runs 5] [--changes 60]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FIRST_FRAME = r"""
+import time, sys
+from zerowizard.plan import Plan
+from zerowizard.tui.app import make_app
+app = make_app(Plan(), None)
+
+class FirstFrame(type(app)):  # the factory's app, plus a hook on Ready (sent after the first frame)
+    def on_ready(self):
+        sys.stderr.write(f"READY {time.time()}\n")
+        self.exit()
+
+app.__class__ = FirstFrame
+app.run(headless=True, size=(100, 30))
+"""
+
+
+def first_frame(runs: int) -> tuple[float, float]:
+    frames, floors = [], []
+    for _ in range(runs):
+        t = time.time()
+        r = subprocess.run([sys.executable, "-c", FIRST_FRAME], capture_output=True, text=True, cwd=ROOT,
+                           timeout=60)
+        line = next((x for x in r.stderr.splitlines() if x.startswith("READY ")), None)
+        if line is None:
+            raise SystemExit(f"the app did not start:\n{r.stderr[-2000:]}")
+        frames.append(float(line.split()[1]) - t)
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import textual.app"], check=True)
+        floors.append(time.perf_counter() - t)
+    return statistics.median(frames), statistics.median(floors)
+
+
+async def repaint(changes: int) -> tuple[list[float], list[float]]:
+    from textual.widgets import Input
+
+    from zerowizard.hardware import Detection
+    from zerowizard.plan import Plan, update
+    from zerowizard.tui.app import make_app
+    from zerowizard.tui.widgets.memory_bars import MemoryBars
+
+    plan = update(Plan(), "hardware", gpu="A100-80GB", gpus_per_node=8, host_ram_gb=512.0)
+    plan = update(plan, "model", name="llama-3-8b")
+    app = make_app(plan, None, detection=Detection(note="benchmark"))
+    marks: dict[str, float] = {}
+    render = MemoryBars.render
+
+    def timed_render(self):
+        out = render(self)
+        marks.setdefault("bars", time.perf_counter())
+        marks.setdefault("bars_cpu", time.thread_time())
+        return out
+
+    MemoryBars.render = timed_render
+    from zerowizard.tui.screens.plan_screen import PlanScreen
+
+    show = PlanScreen.show_analysis
+
+    def timed_show(self, a):
+        marks.setdefault("plan", time.perf_counter())
+        show(self, a)
+        marks.setdefault("shown", time.perf_counter())
+
+    PlanScreen.show_analysis = timed_show
+    bars_ms, frame_ms, stages = [], [], {"plan": [], "shown": [], "bars_cpu": [], "frame_cpu": []}
+    async with app.run_test(size=(100, 30)) as pilot:
+        display = app._display
+
+        def timed_display(screen, renderable):
+            if renderable is not None and "bars" in marks:
+                marks.setdefault("frame", time.perf_counter())
+                marks.setdefault("frame_cpu", time.thread_time())
+            return display(screen, renderable)
+
+        app._display = timed_display
+        box = app.plan_screen.query_one("#hardware-gpus_per_node Input", Input)
+        await pilot.pause()
+        for i in range(changes):
+            marks.clear()
+            t0, c0 = time.perf_counter(), time.thread_time()
+            box.value = "4" if i % 2 == 0 else "8"
+            deadline = t0 + 2
+            while "frame" not in marks and time.perf_counter() < deadline:
+                await asyncio.sleep(0.0005)
+            if "frame" not in marks:
+                raise SystemExit("no repaint within 2 s")
+            bars_ms.append((marks["bars"] - t0) * 1000)
+            for k in ("plan", "shown"):
+                stages[k].append((marks[k] - t0) * 1000)
+            stages["bars_cpu"].append((marks["bars_cpu"] - c0) * 1000)
+            stages["frame_cpu"].append((marks["frame_cpu"] - c0) * 1000)
+            frame_ms.append((marks["frame"] - t0) * 1000)
+            await pilot.pause()
+    MemoryBars.render = render
+    PlanScreen.show_analysis = show
+    return bars_ms, frame_ms, stages
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="start-ups to time (median)")
+    parser.add_argument("--changes", type=int, default=60, help="field changes to time (median)")
+    args = parser.parse_args(argv)
+    frame, floor = first_frame(args.runs)
+    print(f"start to first frame:        {frame * 1000:7.0f} ms  (target < 1000 ms; median of {args.runs})")
+    print(f'python -c "import textual.app": {floor * 1000:5.0f} ms  (the floor)')
+    bars, frames, stages = asyncio.run(repaint(args.changes))
+    med = statistics.median
+    p90 = lambda xs: statistics.quantiles(xs, n=10)[-1]  # noqa: E731
+    print(f"field change -> bars render:  {med(bars):7.2f} ms median, p90 {p90(bars):.2f} ms "
+          f"(target < 16 ms; {args.changes} changes)")
+    print(f"field change -> next frame:   {med(frames):7.2f} ms median, p90 {p90(frames):.2f} ms")
+    print(f"  wall, of which: the change reaches the screen {med(stages['plan']):.2f} ms, analyze() and "
+          f"the hand-down are done {med(stages['shown']):.2f} ms; the rest is Textual's frame timer "
+          "(60 fps) and the compositor")
+    print(f"  CPU time of the UI thread: {med(stages['bars_cpu']):.2f} ms to the bars, "
+          f"{med(stages['frame_cpu']):.2f} ms to the frame (what the wall figures cost on an idle core)")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(figures above the targets on a busy machine: rerun when it is idle)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
