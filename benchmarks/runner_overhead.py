@@ -51,20 +51,20 @@ def worker(workdir: Path, steps: int, out: Path) -> None:
     micro = cfg["train_micro_batch_size_per_gpu"]
     sampler = DistributedSampler(examples, num_replicas=world, rank=rank, shuffle=True, seed=0)
     loader = DataLoader(examples, batch_size=micro, sampler=sampler, collate_fn=collate)
-    times, tokens, step, epoch = [], [], 0, 0
+    times, tokens, step, epoch, acc = [], [], 0, 0, 0
     ga = engine.gradient_accumulation_steps()
     while step < steps:
         sampler.set_epoch(epoch)
         for i, batch in enumerate(loader):
-            n = batch["attention_mask"].sum()
+            acc += int(batch["attention_mask"].sum())
             loss = engine(**batch).loss
             engine.backward(loss)
             engine.step()
-            torch.distributed.all_reduce(n)  # count every rank's tokens (as the runner does)
             if (i + 1) % ga == 0:
                 step += 1
                 times.append(time.time())
-                tokens.append(int(n))
+                tokens.append(acc * world)  # rank 0's tokens x world size, as the runner counts
+                acc = 0
                 if step >= steps:
                     break
         epoch += 1

@@ -54,7 +54,7 @@ class EventsCallback(TrainerCallback):
         from zerowizard.plan import load_plan, plan_to_dict
 
         self.first_step = state.global_step
-        self.last = (state.num_input_tokens_seen, time.time())
+        self.last = (self._tokens(), time.time())
         self._emit("start", plan=plan_to_dict(load_plan(self.workdir / "plan.yaml")),
                    ds_config=str(self.workdir / "ds_config.json"), world_size=self.world,
                    predicted_per_gpu_bytes=self.spec.get("predicted_per_gpu_bytes"),
@@ -64,6 +64,12 @@ class EventsCallback(TrainerCallback):
                    zero3_partitioned=self.spec.get("zero3_partitioned", False),
                    method=self.plan.method.type,
                    setup_s=round(time.time() - self.started, 2))
+
+    def _tokens(self) -> int:
+        """Non-padding tokens this session, all ranks: rank 0's count times the world size
+        (an estimate that needs no collective; ranks see equally sized shares of the data)."""
+        trainer = getattr(self, "trainer", None)
+        return trainer.local_tokens() * self.world if trainer is not None else 0
 
     def _memory(self) -> list[int | None]:
         mine = device_memory_bytes(self.spec["accelerator"])
@@ -85,9 +91,9 @@ class EventsCallback(TrainerCallback):
         memory = self._memory()
         now = time.time()
         tokens, then = self.last
-        # num_input_tokens_seen: non-padding tokens of every rank (the Trainer gathers them)
-        rate = (state.num_input_tokens_seen - tokens) / max(now - then, 1e-9)
-        self.last = (state.num_input_tokens_seen, now)
+        seen = self._tokens()
+        rate = (seen - tokens) / max(now - then, 1e-9)
+        self.last = (seen, now)
         if self.first_step_at is None:
             self.first_step_at = (now, state.global_step)
         t0, s0 = self.first_step_at
@@ -97,7 +103,7 @@ class EventsCallback(TrainerCallback):
         self._emit("step", step=state.global_step, total_steps=state.max_steps,
                    epoch=round(state.epoch or 0.0, 4), loss=logs["loss"],
                    learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
-                   tokens_per_s=round(rate, 1), tokens_seen=state.num_input_tokens_seen, elapsed_s=round(now - self.started, 2),
+                   tokens_per_s=round(rate, 1), tokens_seen=seen, elapsed_s=round(now - self.started, 2),
                    eta_s=None if eta is None else round(eta, 1), memory_bytes=memory,
                    memory_kind="gpu" if self.spec["accelerator"] == "cuda" else "rss")
 
@@ -113,7 +119,7 @@ class EventsCallback(TrainerCallback):
         self._emit("end", status="completed", step=state.global_step, total_steps=state.max_steps,
                    loss=self.last_loss, final_model=str(final),
                    method=self.plan.method.type, elapsed_s=round(time.time() - self.started, 2),
-                   tokens=state.num_input_tokens_seen)
+                   tokens=self._tokens())
 
 
 class TestHooks(TrainerCallback):

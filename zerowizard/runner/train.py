@@ -116,8 +116,26 @@ def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdi
         gradient_checkpointing_kwargs={"use_reentrant": False},
         seed=t.seed, data_seed=t.seed, report_to=[], disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding",
     )
+
+
+def _counting_trainer(base):
+    """The Trainer, counting this rank's non-padding tokens without a collective per step
+    (the Trainer's own include_num_input_tokens_seen gathers across ranks every micro step)."""
+
+    class CountingTrainer(base):
+        tokens_local = 0
+
+        def training_step(self, model, inputs, *args, **kwargs):
+            mask = inputs.get("attention_mask")
+            if mask is not None:  # a device tensor: summed lazily, read only when logging
+                self.tokens_local = self.tokens_local + mask.sum()
+            return super().training_step(model, inputs, *args, **kwargs)
+
+        def local_tokens(self) -> int:
+            return int(self.tokens_local)
+
+    return CountingTrainer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,8 +187,10 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     collator = Collator(tok.pad_token_id)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cb = EventsCallback(events if rank == 0 else None, spec, plan, collator, world, started, workdir)
-    trainer = Trainer(model=model, args=targs, train_dataset=examples, data_collator=collator,
-                      processing_class=tok, callbacks=[cb, TestHooks(rank)])
+    trainer = _counting_trainer(Trainer)(
+        model=model, args=targs, train_dataset=examples, data_collator=collator,
+        processing_class=tok, callbacks=[cb, TestHooks(rank)])
+    cb.trainer = trainer
     trainer.train(resume_from_checkpoint=spec.get("resume_from"))
     final = workdir / "final"
     trainer.save_model(str(final))
