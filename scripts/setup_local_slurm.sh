@@ -9,6 +9,8 @@
 # running jobs alone; a changed configuration restarts the SLURM daemons. Needs root; no systemd
 # (the daemons are started by hand and stopped by PID). Concurrent callers are serialised by flock.
 #
+# Exit status: 0 ok; 1 a daemon would not start; 2 usage; 3 the packages cannot be installed.
+#
 # Environment:
 #   ZW_SLURM_CPUS       CPUs the node advertises (default: max(4, nproc)); more than the machine
 #                       has is fine (SlurmdParameters=config_overrides), so two ranks fit on 2 cores
@@ -27,6 +29,7 @@ PKGS="slurmctld slurmd slurm-client munge"
 
 say() { echo "[setup_local_slurm] $*" >&2; }
 die() { say "error: $*"; exit 1; }
+no_pkgs() { say "error: $*"; exit 3; }   # exit 3: SLURM cannot be installed here (tests skip)
 
 case "$ACTION" in start|stop|status) ;; *) echo "usage: $0 start|stop|status" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || die "must run as root (it installs packages and starts system daemons)"
@@ -72,10 +75,11 @@ fi
 # 1. Packages (postinst cannot start services without systemd; that is fine).
 missing=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $PKGS 2>/dev/null | awk '$1!="ii"{print $2}' || true)
 if [ -n "$missing" ] || ! dpkg-query -W $PKGS >/dev/null 2>&1; then
+  command -v apt-get >/dev/null || no_pkgs "$PKGS missing and no apt-get to install them"
   say "installing $PKGS"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || die "apt-get update failed"
-  apt-get install -y -qq --no-install-recommends $PKGS >/dev/null || die "apt-get install $PKGS failed"
+  apt-get update -qq || no_pkgs "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends $PKGS >/dev/null || no_pkgs "apt-get install $PKGS failed"
 fi
 
 # 2. munge: a key, then munged (as user munge), unless one already answers.
