@@ -88,12 +88,25 @@ def test_activations_grow_with_batch_and_fall_with_checkpointing():
 
 
 def test_buffers_follow_bucket_sizes():
+    from dataclasses import replace
+
+    from zerowizard.memory import estimate_variant
+
     a = _analysis()
-    e1 = next(e for e in a.estimates if e.variant == Variant(1))
-    # two 5e8-element 16-bit buckets with overlap_comm, plus the parameter that straddles the
-    # partition boundary, held twice at the end of backward (about half a linear; measured)
-    straddle = a.workload.largest_linear_params // 2 * 2
-    assert e1.per_gpu.buffers == 2 * 500_000_000 * 2 + straddle
+    w = a.workload
+    e2 = next(e for e in a.estimates if e.variant == Variant(2))
+    # ZeRO-2, 7B on 8 GPUs: inside the step the fp32 gradient partition (4x/N) replaces the 16-bit
+    # one (2x/N): 2x/N more than the guide's states, above the two 5e8-element 16-bit buckets
+    # (overlap_comm) + the boundary parameter + the embedding's pending gradient at backward's end
+    x, n = 7_000_000_000, 8
+    emb = w.vocab_size * w.hidden_size
+    back = 2 * 500_000_000 * 2 + w.largest_linear_params // 2 * 2 + (emb * 2 if emb > w.reduce_bucket_size else 0)
+    assert e2.per_gpu.buffers == max(back, 4 * x // n - 2 * x // n)
+    # ZeRO-1 with gradient accumulation keeps whole 16-bit grads (the guide's 2x) and, at the
+    # boundary, the 16-bit partition and the buckets on top
+    e1 = estimate_variant(replace(w, grad_accum=4), Variant(1))
+    assert e1.per_gpu.grads == 2 * x
+    assert e1.per_gpu.buffers == back + 2 * x // n
 
 
 def test_recommendation_is_lowest_stage_that_fits():

@@ -13,8 +13,14 @@ Every term is traceable (docs/memory-model.md lists the sources):
   weights, Adam moments and fp32 gradient partitions to the host; ``offload_param`` (stage 3) moves
   the 16-bit parameters.
 - Activations (Korthikanti et al. 2022, generalised to GQA and SwiGLU): see :func:`activations`.
-- Buffers (DeepSpeed's stage_1_and_2.py / stage3.py): gradient reduction buckets, the ZeRO-3
-  prefetch bucket and gathered live parameters, the QLoRA dequantisation temporary.
+- What DeepSpeed 0.19 really holds, per rank, at the two peaks of a step (end of backward, inside
+  the optimizer step) is :func:`zero_phases`, measured against real engines on the CPU by
+  benchmarks/fidelity.py (within 2% on every config it runs). The guide's figures stay the
+  weights/grads/optimizer fields; everything DeepSpeed allocates beyond them is ``buffers``:
+  gradient reduction buckets, the fp32 gradient partition of the step, the embedding's pending
+  gradient, the partition-boundary parameter, ZeRO-3's gathered parameters, offload staging
+  buffers, the QLoRA dequantisation temporary. One exception to "beyond": fp32 training under
+  ZeRO 1-3 keeps an fp32 master copy too (optimizer 12 bytes/param), stage 0 fp32 does not (8).
 - Overhead: a stated CUDA context constant plus an allocator fragmentation margin, kept separate.
 
 Pure Python, integer bytes, fast: the TUI calls :func:`estimate` on every keystroke.
@@ -144,6 +150,9 @@ class Workload:
     contiguous_gradients: bool = True
     prefetch_bucket_size: int = 50_000_000
     max_live_parameters: int = 1_000_000_000
+    # gradient accumulation steps: ZeRO-1 reduces only at the accumulation boundary, so above 1 it
+    # holds whole 16-bit gradients between micro steps (stage_1_and_2.py:2294)
+    grad_accum: int = 1
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -204,6 +213,20 @@ def _largest_trainable(w: Workload) -> int:
     per_rank = w.num_layers * (7 * w.hidden_size + 2 * w.q_dim + 2 * w.kv_dim + 3 * w.intermediate_size)
     r = max(1, w.trainable_params // max(1, per_rank))
     return r * max(w.hidden_size, w.intermediate_size, w.q_dim)
+
+
+def _oversized_trainable(w: Workload) -> tuple[int, int]:
+    """Trainable parameters in tensors larger than a reduction bucket, the input embedding aside
+    (Llama-style shapes): (in the decoder layers, in the lm_head)."""
+    h, f, q, kv, b = w.hidden_size, w.intermediate_size, w.q_dim, w.kv_dim, w.reduce_bucket_size
+    if w.method == "full":
+        layer = [h * q, h * kv, h * kv, q * h, h * f, h * f, f * h]
+        head = [w.vocab_size * h]
+    else:
+        r = _largest_trainable(w) // max(h, f, q)
+        layer = [r * d for d in (h, q, h, kv, h, kv, q, h, h, f, h, f, f, h)]
+        head = []
+    return w.num_layers * sum(x for x in layer if x > b), sum(x for x in head if x > b)
 
 
 def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]]:
@@ -273,17 +296,34 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
         back = {**common, "grads": dev(t * wb), "transient": dev(reduce)}
         step = {**common, "grads": dev(t * wb + (4 * t if mixed else 0)), "transient": zero}
         return _with_qlora(w, {"backward": back, "step": step})
+    # the input embedding gets its gradient last: when it does not fit a reduction bucket, its whole
+    # 16-bit gradient waits for the backward epilogue (measured: +E*wb at the end of backward)
+    emb = w.vocab_size * w.hidden_size if w.method == "full" else 0
+    pending = emb * wb if emb > w.reduce_bucket_size else 0
     if v.stage in (1, 2):
         buckets = (2 if w.overlap_comm else 1) if w.contiguous_gradients else 0
-        if v.stage == 1 and not w.overlap_comm:
-            buckets = 0
         bucket = buckets * w.reduce_bucket_size * wb
-        straddle = (big if w.method != "full" else w.largest_linear_params) // 2 * wb if n > 1 else 0
+        # grads_in_partition holds whole parameters: the worst rank also holds the part of the
+        # parameter straddling its boundary outside its range, about half a linear, or, when the
+        # embedding is larger than a partition, up to another partition (measured)
+        if n == 1:
+            straddle = 0
+        elif emb > _ceil_div(t, n):
+            straddle = _ceil_div(t, n) * wb
+        else:
+            straddle = (big if w.method != "full" else w.largest_linear_params) // 2 * wb
+        part16 = _ceil_div(t * wb, n) + straddle
+        # ZeRO-1 between accumulation boundaries keeps whole 16-bit grads; at the boundary they
+        # reduce into the partition like ZeRO-2 (with one accumulation step, every step is one),
+        # except that ZeRO-1 never frees the gradients of other ranks' parameters: those too big
+        # for a bucket keep their own storage (stage_1_and_2.py:2272, no clear_grad_attribute)
+        whole = t * wb if (v.stage == 1 and w.grad_accum > 1) else 0
+        # the worst rank (the first) keeps the lm_head's (last) and its share of the layers'
+        layers_big, head_big = _oversized_trainable(w)
+        kept = (head_big + _ceil_div(layers_big * (n - 1), n)) * wb if v.stage == 1 and not whole and n > 1 else 0
         opt = _ceil_div(optim, n)
         if not off_opt:
-            # stage 1: whole 16-bit grads, and the straddling parameter's grad again in the partition
-            g16 = t * wb + straddle if v.stage == 1 else _ceil_div(t * wb, n) + straddle
-            back = {"weights": dev(weights), "grads": dev(g16), "gradbuf": dev(bucket),
+            back = {"weights": dev(weights), "grads": dev(whole + kept + part16), "gradbuf": dev(bucket + pending),
                     "optimizer": dev(opt), "transient": zero}
             step = {"weights": dev(weights), "grads": dev(_ceil_div(4 * t, n)), "gradbuf": zero,
                     "optimizer": dev(opt), "transient": zero}
@@ -291,8 +331,10 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
         g32 = _ceil_div(4 * t, n)
         staging = (big * wb, big * wb)  # temp_grad_buffer_for_gpu_offload / _for_cpu_offload
         w_pair = (weights, _ceil_div(t * wb, n))  # + the 16-bit host copy of the partition
-        g16 = t * wb + straddle if v.stage == 1 else 0
-        back = {"weights": w_pair, "grads": (g16, g32), "gradbuf": (bucket + staging[0], staging[1]),
+        # ZeRO-2 reduces straight into the host's fp32 partition; ZeRO-1 (N > 1) still fills a
+        # 16-bit partition first (measured; at N = 1 it copies to the host directly)
+        g16 = whole + kept  # the partition's own grads go straight to the host's fp32 partition
+        back = {"weights": w_pair, "grads": (g16, g32), "gradbuf": (bucket + pending + staging[0], staging[1]),
                 "optimizer": host(opt), "transient": zero}
         step = {"weights": w_pair, "grads": host(g32), "gradbuf": staging, "optimizer": host(opt),
                 "transient": zero}
@@ -305,8 +347,11 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
     bucket = dev(w.reduce_bucket_size * wb if w.contiguous_gradients else 0)
     live = min(w.max_live_parameters, w.prefetch_bucket_size + w.largest_layer_params)
     gathered = dev(max(live, w.largest_layer_params) * wb)
-    back = {"weights": wpart, "grads": _add(g16, host(g32) if off_opt else zero), "gradbuf": bucket,
-            "optimizer": opt, "transient": gathered}
+    # at the end of backward the first module (the embedding, full fine-tune) is still gathered
+    # and its whole gradient waits for reduction (measured)
+    last = dev(emb * wb if n > 1 else 0)
+    back = {"weights": _add(wpart, last), "grads": _add(_add(g16, host(g32) if off_opt else zero), dev(pending)),
+            "gradbuf": bucket, "optimizer": opt, "transient": dev(max(0, gathered[0] - last[0]))}
     step = {"weights": wpart, "grads": _add(g16, put(g32, off_opt)), "gradbuf": bucket, "optimizer": opt,
             "transient": zero}
     return _with_qlora(w, {"backward": back, "step": step})
@@ -332,15 +377,15 @@ def _model_states(w: Workload, v: Variant) -> tuple[int, int, int, int]:
     largest host footprint of :func:`zero_phases` (offloaded parts)."""
     phases = zero_phases(w, v)
     back, step = phases["backward"], phases["step"]
-    weights = back["weights"][0]
-    optim = back["optimizer"][0]
+    weights = step["weights"][0]  # persistent (the backward phase adds a gathered ZeRO-3 module)
+    optim = step["optimizer"][0]
     g16 = w.trainable_params * (4 if w.precision == "fp32" else 2)
     if v.stage <= 1:
         grads = g16  # whole 16-bit gradients (stage 1: until the end of backward)
     elif v.offload_optimizer == "none":
         grads = _ceil_div(g16, max(1, w.world_size))
     else:
-        grads = back["grads"][0]  # stage 2: reduced straight to the host; stage 3: host partition
+        grads = 0  # stage 2: reduced straight to the host; stage 3: a host partition (pending: buffers)
     host = max(sum(part[1] for part in ph.values()) for ph in phases.values())
     return weights, grads, optim, host
 
