@@ -22,8 +22,10 @@ def find(ps, severity, field, text=""):
 
 
 def test_qlora_with_zero3_is_an_error_with_the_fix():
-    p = find(problems(method="qlora", deepspeed="deepspeed_zero3"), "error", "zero.stage", "QLoRA cannot")
+    ps = problems(method="qlora", deepspeed="deepspeed_zero3")
+    p = find(ps, "error", "zero.stage", "QLoRA cannot")
     assert "ZeRO-2" in p.fix and "lora" in p.fix
+    assert [x.severity for x in ps if x.field == "zero.stage"] == ["error"]  # no "higher stage" noise
 
 
 def test_offload_param_below_stage3():

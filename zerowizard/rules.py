@@ -175,6 +175,8 @@ def higher_stage_than_needed(ctx):
     sel, rec = ctx.selected, ctx.recommended
     if sel is None or rec is None or not sel.fits:
         return
+    if sel.variant not in [e.variant for e in ctx.estimates]:
+        return  # an invalid variant (QLoRA + ZeRO-3) already has its own error
     from .memory import ALL_VARIANTS, PREFERENCE
 
     order = list(PREFERENCE) + [v for v in ALL_VARIANTS if v not in PREFERENCE]
