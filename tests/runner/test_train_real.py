@@ -51,11 +51,21 @@ def _generate(model, tok) -> str:
 
 
 def test_saved_full_model_loads_and_generates(tmp_path, workdir):
-    """ZeRO-3 full: the final save is gathered 16-bit weights that from_pretrained reads back."""
+    """ZeRO-3 full from a custom JSON without stage3_gather_16bit_weights_on_model_save: the
+    model is still created partitioned, and the final save is gathered 16-bit weights that
+    from_pretrained reads back."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    res = run_zw(tmp_path, *FAST, "--deepspeed", "deepspeed_zero3", "--output", str(workdir))
-    check_ok(res, workdir)
+    from zerowizard.dsconfig import preset_path
+
+    cfg = json.loads(preset_path("deepspeed_zero3").read_text())
+    cfg["zero_optimization"].pop("stage3_gather_16bit_weights_on_model_save", None)
+    custom = tmp_path / "my_zero3.json"
+    custom.write_text(json.dumps(cfg))
+    res = run_zw(tmp_path, *FAST, "--deepspeed", str(custom), "--output", str(workdir))
+    evs = check_ok(res, workdir)
+    assert evs[0]["zero3_partitioned"] is True
+    assert json.loads((workdir / "ds_config.json").read_text())["zero_optimization"]["stage"] == 3
     final = workdir / "final"
     model = AutoModelForCausalLM.from_pretrained(final)
     assert sum(p.numel() for p in model.parameters()) > 1_000_000  # not an empty ZeRO-3 shell

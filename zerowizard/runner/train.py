@@ -119,6 +119,19 @@ def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdi
     )
 
 
+def save_final(trainer, final: Path, ds_config: dict) -> None:
+    """LoRA: the adapter in peft format. Full: a from_pretrained directory; under ZeRO-3 the
+    16-bit weights are gathered even when the JSON leaves stage3_gather_16bit_weights_on_model_save
+    off (the Trainer would then write only a DeepSpeed checkpoint)."""
+    zero = ds_config.get("zero_optimization", {})
+    if zero.get("stage") == 3 and not zero.get("stage3_gather_16bit_weights_on_model_save"):
+        state = trainer.model_wrapped._zero3_consolidated_16bit_state_dict()  # every rank joins
+        if trainer.args.should_save:
+            trainer._save(str(final), state_dict=state)
+    else:
+        trainer.save_model(str(final))
+
+
 def _counting_trainer(base):
     """The Trainer, counting this rank's non-padding tokens without a collective per step
     (the Trainer's own include_num_input_tokens_seen gathers across ranks every micro step)."""
@@ -193,7 +206,7 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     cb.trainer = trainer
     trainer.train(resume_from_checkpoint=spec.get("resume_from"))
     final = workdir / "final"
-    trainer.save_model(str(final))
+    save_final(trainer, final, ds_config)
     cb.finish(trainer, final)
     return 0
 
