@@ -65,6 +65,20 @@ async def test_run_reaches_its_end_event(make, tmp_path):
         assert app.screen is app.plan_screen
 
 
+async def test_a_crash_shows_the_error(make, tmp_path, monkeypatch):
+    monkeypatch.setenv("ZEROWIZARD_TEST_CRASH", "0:1")  # the runner's test hook: rank 0 raises at step 1
+    plan = tiny_plan(tmp_path / "run", 5)
+    app = make(plan)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+r")
+        screen = app.screen
+        assert await wait_for(pilot, lambda: screen.state in ("completed", "crashed", "stopped"), 240)
+        assert screen.state == "crashed"
+        assert "injected crash" in screen.error
+        assert "crashed" in str(screen.query_one("#run-status").render())
+        assert screen.returncode != 0
+
+
 async def test_stop_sends_sigint_and_shows_a_clean_stop(make, tmp_path):
     plan = tiny_plan(tmp_path / "run", 500)
     app = make(plan)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from textual.app import App
+from textual.binding import Binding
 
 from zerowizard.hardware import Detection, cached_detection
 from zerowizard.plan import Plan
@@ -13,6 +14,7 @@ class ZeroWizardApp(App):
     """Plan a DeepSpeed ZeRO fine-tune, see whether it fits, export it, run it."""
 
     CSS_PATH = "zerowizard.tcss"
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit")]
     TITLE = "zerowizard"
     SUB_TITLE = "DeepSpeed ZeRO planner"
 

@@ -38,15 +38,16 @@ FROM_BASE = "from base"
 def _count(n: int) -> str:
     for unit, size in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
         if n >= size:
-            return f"{n / size:.1f}{unit}"
+            return f"{n / size:.3g}{unit}"
     return str(n)
 
 
 def detection_summary(det: Detection) -> str:
+    """What NVML found, one GPU a line; or a short line (the full reason is the tooltip)."""
     if det.gpus:
         return "\n".join(f"GPU {g.index}: {g.name} {fmt_gib(g.memory_bytes)} cc {g.compute_capability[0]}."
                          f"{g.compute_capability[1]}" for g in det.gpus)
-    return f"NVML: {det.note or 'no GPU'}"
+    return "NVML: no GPU visible (hover: why)" if det.note else "NVML: no GPU visible"
 
 
 class PlanScreen(Screen):
@@ -58,8 +59,8 @@ class PlanScreen(Screen):
         Binding("ctrl+o", "load", "Load plan"),
         Binding("ctrl+r", "run", "Run"),
         Binding("ctrl+g", "use_recommended", "Use ★"),
-        Binding("f2", "show_tab('problems')", "Problems", show=False),
-        Binding("f3", "show_tab('json')", "JSON", show=False),
+        Binding("f2", "show_tab('problems')", "Problems"),
+        Binding("f3", "show_tab('json')", "JSON"),
     ]
 
     plan: reactive[Plan] = reactive(Plan, init=False, repaint=False)
@@ -82,7 +83,9 @@ class PlanScreen(Screen):
         with Horizontal(id="main"):
             with VerticalScroll(id="form"):
                 yield Static("Hardware", classes="section")
-                yield Static(detection_summary(self.detection), id="nvml", classes="info")
+                nvml = Static(detection_summary(self.detection), id="nvml", classes="info")
+                nvml.tooltip = self.detection.note or None
+                yield nvml
                 yield ChoiceField("GPU", "hardware", "gpu", p.hardware.gpu, gpu_opts)
                 yield NumberField("GPUs/node", "hardware", "gpus_per_node", p.hardware.gpus_per_node,
                                   optional=True, placeholder="all detected")
@@ -212,7 +215,7 @@ class PlanScreen(Screen):
         if a.model is None:
             return f"✖ {a.model_error}"
         pct = 100 * a.params_trainable / max(a.params_total, 1)
-        return (f"{_count(a.params_total)} params, {_count(a.params_trainable)} trainable ({pct:.3g}%)\n"
+        return (f"{_count(a.params_total)} · {_count(a.params_trainable)} trainable ({pct:.3g}%)\n"
                 f"precision → {a.precision}: {a.precision_reason}")
 
     def _recommend_text(self, a: Analysis) -> str:
