@@ -131,3 +131,25 @@ def test_importing_the_launcher_stays_light():
             "print(sorted(m for m in ('torch','deepspeed','transformers','textual') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_positional_recipe_name_is_a_recipe(monkeypatch):
+    import argparse
+
+    from zerowizard.cli import build_parser
+    from zerowizard.planflags import plan_from_args
+    from zerowizard.runner.launch import apply_run_options
+
+    args = build_parser("run").parse_args(["run", "--headless", "llama3_8b_lora_alpaca_e3",
+                                           "--deepspeed", "deepspeed_zero3", "--max-steps", "7"])
+    plan = apply_run_options(plan_from_args(args), args)
+    assert plan.method.type == "lora" and plan.deepspeed == "deepspeed_zero3"
+    assert plan.train.max_steps == 7 and plan.model.name == "meta-llama/Meta-Llama-3-8B"
+    assert isinstance(args, argparse.Namespace)
+
+
+def test_unknown_positional_recipe_exits_2(tmp_path):
+    from .conftest import run_zw
+
+    res = run_zw(tmp_path, "llama3_8b_lora_alpaca_e4")
+    assert res.returncode == 2 and "did you mean 'llama3_8b_lora_alpaca_e3'" in res.stderr
