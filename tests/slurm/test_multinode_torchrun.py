@@ -17,10 +17,10 @@ def _zw(*args) -> list[str]:
 def test_two_nodes_match_one_node(tmp_path):
     port = free_port()
     t0 = time.monotonic()
-    # Each "node" has its own run folder, as two machines without a shared disk would.
+    # One run folder for both, as nodes on shared storage see it (what the runner asks for).
+    shared = tmp_path / "two"
     nodes = [subprocess.Popen(_zw("--nnodes", "2", "--node-rank", str(r), "--master-addr", "127.0.0.1",
-                                  "--master-port", str(port), "--nproc-per-node", "1",
-                                  "--output", str(tmp_path / f"node{r}")),
+                                  "--master-port", str(port), "--nproc-per-node", "1", "--output", str(shared)),
                               cwd=tmp_path, env=zw_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for r in (0, 1)]
     try:
@@ -34,12 +34,13 @@ def test_two_nodes_match_one_node(tmp_path):
         assert p.returncode == 0, f"node {r} exit {p.returncode}\n{out[-4000:]}"
     from zerowizard.runner.events import read_events
 
-    evs = read_events(tmp_path / "node0" / "events.jsonl")
+    evs = read_events(shared / "events.jsonl")
     assert evs[0]["world_size"] == 2 and evs[0]["zero3_partitioned"] is True
     assert evs[-1]["event"] == "end" and evs[-1]["status"] == "completed"
-    assert not (tmp_path / "node1" / "events.jsonl").exists()  # node rank 1 writes no events
-    assert (tmp_path / "node1" / "logs" / "rank1.log").is_file()
-    two = losses(tmp_path / "node0")
+    assert {e["source"] for e in evs} == {"rank0"}  # node rank 1 writes no events
+    assert (shared / "logs" / "rank0.log").is_file() and (shared / "logs" / "rank1.log").is_file()
+    assert "step 3/3" in outs[0] and "step 3/3" not in outs[1]  # node 0 prints the progress, once
+    two = losses(shared)
 
     t0 = time.monotonic()
     res = subprocess.run(_zw("--nproc-per-node", "2", "--output", str(tmp_path / "one")), cwd=tmp_path,

@@ -106,3 +106,22 @@ def test_memory_model_counts_every_node():
         assert v8.per_gpu.weights == v24.per_gpu.weights
         if v8.per_node_host:  # per node: 4 ranks on a node need half the host RAM of 8
             assert v24.per_node_host * 2 == v8.per_node_host
+
+
+def test_slurm_package_stays_light(tmp_path):
+    """--export-sbatch and launch_commands run on a login node: no torch, deepspeed or textual."""
+    import sys
+
+    code = r"""
+import json, sys
+from zerowizard.cli import main
+from zerowizard.plan import Plan
+from zerowizard.slurm import commands, nodelist, sbatch
+rc = main(["--export-sbatch", "job.sh", "--gpus", "4xH100-80GB", "--nodes", "2"])
+commands.launch_commands(Plan())
+print(json.dumps({"rc": rc, "heavy": [m for m in ("torch", "deepspeed", "textual", "transformers", "peft")
+                                      if m in sys.modules]}))
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    last = json.loads(r.stdout.strip().splitlines()[-1])
+    assert last == {"rc": 0, "heavy": []}, r.stderr

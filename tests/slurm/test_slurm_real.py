@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 import time
 
 import yaml
@@ -96,3 +97,17 @@ def test_failing_rank_fails_the_srun_job(slurm_cluster, job_name, tmp_path):
     assert any(e["rank"] == 1 and "injected crash on rank 1" in e["error"] for e in errors)
     assert evs[-1]["event"] == "end" and evs[-1]["status"] == "failed" and evs[-1]["rank"] == 1
     assert _no_jobs_left(job_name)
+
+
+def test_real_slurm_variables_give_each_task_its_rank(slurm_cluster, job_name, tmp_path):
+    """What SLURM really sets, through prepare.slurm_env(): ranks 0 and 1 of 2, both local to the
+    one node, the master is the node itself (the first host of SLURM's own node list)."""
+    code = "import json; from zerowizard.runner.prepare import slurm_env; print(json.dumps(slurm_env()))"
+    res = subprocess.run(["srun", "-N1", "-n2", f"--job-name={job_name}", sys.executable, "-c", code],
+                         cwd=tmp_path, env=zw_env(), capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    envs = sorted((json.loads(line) for line in res.stdout.splitlines()), key=lambda e: e["RANK"])
+    host = subprocess.run(["hostname", "-s"], capture_output=True, text=True).stdout.strip()
+    assert [(e["RANK"], e["LOCAL_RANK"], e["WORLD_SIZE"], e["LOCAL_WORLD_SIZE"]) for e in envs] == \
+        [("0", "0", "2", "2"), ("1", "1", "2", "2")]
+    assert {e["MASTER_ADDR"] for e in envs} == {host} and len({e["MASTER_PORT"] for e in envs}) == 1

@@ -115,16 +115,18 @@ def resume_dir(resume: str, output: str | None, root: Path) -> Path:
 
 
 def write_run_files(workdir: Path, plan, ds_config: dict, runner_spec: dict) -> None:
-    from zerowizard.dsconfig import write_json_atomic
+    from zerowizard.dsconfig import write_json_atomic, write_text_atomic
     from zerowizard.plan import dump_plan
 
+    # Every launcher of a job writes here (each SLURM task, each node on shared storage), possibly
+    # while another's ranks already read: atomic writes, and a stale file may already be gone.
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "logs").mkdir(exist_ok=True)
-    (workdir / "plan.yaml").write_text(dump_plan(plan), encoding="utf-8")
+    write_text_atomic(workdir / "plan.yaml", dump_plan(plan))
     write_json_atomic(workdir / "ds_config.json", ds_config)
     write_json_atomic(workdir / "runner.json", runner_spec)
     for stale in (workdir / ".mem").glob("rank*") if (workdir / ".mem").is_dir() else ():
-        stale.unlink()
+        stale.unlink(missing_ok=True)
 
 
 def slurm_env() -> dict:
