@@ -172,13 +172,15 @@ def deepspeed_estimates(cfg: Config, world: int, total: int, trainable: int, lar
 
     off_opt = cfg.offload_optimizer != "none"
     if cfg.stage == 3:
-        gpu, cpu, _ = estimate_zero3_model_states_mem_needs(
+        cpu, gpu, _ = estimate_zero3_model_states_mem_needs(
             total, largest, num_gpus_per_node=world, num_nodes=1, cpu_offload=off_opt,
             cpu_offload_params=cfg.offload_param != "none", zero_init=True, additional_buffer_factor=1.5)
     else:
-        gpu, cpu = estimate_zero2_model_states_mem_needs(
+        cpu, gpu = estimate_zero2_model_states_mem_needs(
             total, num_gpus_per_node=world, num_nodes=1, cpu_offload=off_opt, additional_buffer_factor=1.5)
-    return {"gpu": int(gpu), "cpu": int(cpu),
+    # both return (cpu_mem, gpu_mem): per GPU, and per node for the host (all ranks of a node)
+    offloaded = off_opt or cfg.offload_param != "none"
+    return {"gpu": int(gpu), "cpu_per_node": int(cpu), "per_rank": int(gpu) + (int(cpu) // world if offloaded else 0),
             "which": "zero3" if cfg.stage == 3 else "zero2 (used for stages 0-2)"}
 
 
@@ -536,9 +538,7 @@ def summarize(row: dict, dirs: dict) -> dict:
     out["measured_states"] = ms
     out["predicted_states"] = ps
     out["rel_error_states"] = rel(ms, ps)
-    dse = out["deepspeed_estimate"]["gpu"] + (out["deepspeed_estimate"]["cpu"] if cfg.offload_optimizer != "none"
-                                              or cfg.offload_param != "none" else 0)
-    out["deepspeed_rel_error_states"] = rel(ms, dse)
+    out["deepspeed_rel_error_states"] = rel(ms, out["deepspeed_estimate"]["per_rank"])
     return out
 
 
@@ -567,11 +567,49 @@ def print_table(rows: list[dict]) -> None:
             continue
         m, p, e = r["peak"], r["predicted"], r["rel_error"]
         cells = " | ".join(f"{fmt_b(m[k])} {fmt_b(p[k])} {fmt_e(e[k])}" for k in PARTS)
-        ds = r["deepspeed_estimate"]
-        dsv = ds["gpu"] + (ds["cpu"] if r["config"]["offload_optimizer"] != "none" else 0)
+        dsv = r["deepspeed_estimate"]["per_rank"]
         print(f"{r['name']:36} {r['world']} | {cells} | {fmt_b(r['measured_states'])} "
               f"{fmt_b(r['predicted_states'])} {fmt_e(r['rel_error_states'])} | {fmt_b(dsv)} "
               f"{fmt_e(r['deepspeed_rel_error_states']):>8}")
+
+
+def family(r: dict) -> str:
+    c = r["config"]
+    n = f"{c['method']}-{c['precision']}-z{c['stage']}"
+    return n + ("-optcpu" if c["offload_optimizer"] != "none" else "") + ("-parcpu" if c["offload_param"] != "none" else "")
+
+
+def families(rows: list[dict]) -> list[dict]:
+    """Per config family (method, precision, stage, offload; all sizes and world sizes): max |error|."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        if r.get("error"):
+            continue
+        f = out.setdefault(family(r), {"family": family(r), "configs": 0, "worlds": set(),
+                                        **{k: 0.0 for k in PARTS}, "states": 0.0, "deepspeed": 0.0})
+        f["configs"] += 1
+        f["worlds"].add(r["world"])
+        for k in PARTS:
+            e = r["rel_error"][k]
+            if e is not None and e != float("inf"):
+                f[k] = max(f[k], abs(e))
+            elif e == float("inf"):
+                f[k] = float("inf")
+        f["states"] = max(f["states"], abs(r["rel_error_states"]))
+        f["deepspeed"] = max(f["deepspeed"], abs(r["deepspeed_rel_error_states"]))
+    for f in out.values():
+        f["worlds"] = sorted(f["worlds"])
+    return list(out.values())
+
+
+def markdown_families(fams: list[dict]) -> str:
+    pct = lambda e: "∞" if e == float("inf") else f"{100 * e:.2f}%"  # noqa: E731
+    lines = ["| family | configs | ranks | weights | grads | gradbuf | optimizer | **W+G+O** | DeepSpeed's estimator |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for f in fams:
+        lines.append(f"| {f['family']} | {f['configs']} | {','.join(map(str, f['worlds']))} | "
+                     + " | ".join(pct(f[k]) for k in PARTS) + f" | **{pct(f['states'])}** | {pct(f['deepspeed'])} |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -617,6 +655,9 @@ def main(argv=None) -> int:
         dsw = max(ok, key=lambda r: abs(r["deepspeed_rel_error_states"]))
         print(f"DeepSpeed's estimator, same measure: max |relative error| "
               f"{100 * abs(dsw['deepspeed_rel_error_states']):.1f}% ({dsw['name']}, {dsw['world']} ranks)")
+    report["families"] = families(rows)
+    print("\nmax |relative error| per config family (peak point, worst rank):")
+    print(markdown_families(report["families"]))
     print(f"{len(rows)} configs in {report['seconds']} s; errors: {report['errors'] or 'none'}")
     if not args.no_write:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -649,8 +690,9 @@ def rescore(args) -> int:
     worst = max(rows, key=lambda r: abs(r["rel_error_states"]))
     print(f"\nmax |relative error| of weights+grads+optimizer: {100 * abs(worst['rel_error_states']):.2f}% "
           f"({worst['name']}, {worst['world']} ranks)")
+    print(markdown_families(families(rows)))
     if not args.no_write:
-        report = {**old, "rows": rows, "rescored": True,
+        report = {**old, "rows": rows, "rescored": True, "families": families(rows),
                   "max_abs_rel_error_states": abs(worst["rel_error_states"]), "worst_config": worst["name"]}
         Path(args.out).write_text(json.dumps(report, indent=1, default=str) + "\n")
     return 0

@@ -232,33 +232,35 @@ def _oversized_trainable(w: Workload) -> tuple[int, int]:
 def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]]:
     """What DeepSpeed 0.19 holds per rank at the two peaks of a step, by part, as (device, host).
 
-    Phases: ``backward`` (every gradient reduced, buckets alive; ZeRO-3 parameters gathered for
-    the running layer) and ``step`` (inside the optimizer step, fp32 gradient partitions handed to
-    the torch optimizer). Parts: ``weights``, ``grads``, ``gradbuf`` (reduction buckets, offload
-    staging), ``optimizer`` (fp32 master + Adam moments), ``transient`` (gathered ZeRO-3 parameters,
-    the stage-0 all-reduce bucket, the QLoRA dequantised weight: alive only while a layer runs,
-    which is why the CPU harness cannot see them between phases).
+    Phases: ``backward`` (the end of autograd's backward, before ZeRO's epilogue: buckets alive,
+    the last gradients not yet reduced) and ``step`` (inside the optimizer step, the fp32
+    gradient partitions handed to the torch optimizer). Parts: ``weights``, ``grads``, ``gradbuf``
+    (reduction buckets, pending gradients, offload staging), ``optimizer`` (fp32 master + Adam
+    moments), ``transient`` (ZeRO-3's prefetched parameters, the stage-0 all-reduce bucket, the QLoRA
+    dequantised weight: alive only while a layer runs, which the CPU harness cannot see).
 
     Every term is measured by benchmarks/fidelity.py and located in DeepSpeed's source
-    (deepspeed/runtime/zero/stage_1_and_2.py, stage3.py, fp16/unfused_optimizer.py, v0.19.8):
+    (deepspeed/runtime/zero/stage_1_and_2.py, stage3.py, fp16/unfused_optimizer.py, v0.19.8);
+    docs/memory-model.md has the table:
     - stage 0, bf16/fp16: FP16_UnfusedOptimizer keeps an fp32 master copy of every param and, in
       its step, an fp32 copy of every gradient (unfused_optimizer.py:78, :222); fp32: the torch
       optimizer runs on the params themselves (no master, no copy).
     - stages 1-3 keep an fp32 master partition even in fp32 mode (stage_1_and_2.py:560
       ``.clone().to(master_weights_and_grads_dtype)``; stage3.py fp32_partitioned_groups_flat).
-    - stage 1: 16-bit gradients stay whole until the end of backward, then reduce to a partition.
-    - stage 2: gradients reduce bucket by bucket into ``grads_in_partition`` (2x/N, plus the part
-      of a parameter that straddles the partition boundary: about half of one linear);
-      ``reduce_bucket_size`` elements in the gradient dtype per ipg bucket, two with overlap_comm
-      (setup_buckets, :3266/:3275); stage 1 allocates them only with overlap_comm (measured).
+    - stages 1/2: gradients reduce bucket by bucket (``reduce_bucket_size`` elements in the
+      gradient dtype, two with overlap_comm, setup_buckets :3266/:3275) into ``grads_in_partition``,
+      which holds whole parameters (2x/N plus the straddling parameter). The input embedding gets
+      its gradient last; when it is larger than a bucket it waits whole for the epilogue.
+      ZeRO-1 never frees other ranks' gradients (:2272): those too big for a bucket keep their own
+      storage. With gradient accumulation > 1, ZeRO-1 holds whole 16-bit grads between boundaries.
     - stages 1/2, in step: the 16-bit partition is flattened into an fp32 partition (4x/N) and
       freed (:3114-3131).
-    - stage 3: a persistent 16-bit gradient partition buffer (stage3.py:791, grad accumulation
-      dtype), one ipg bucket of reduce_bucket_size (:782, persistent), an fp32 gradient partition
-      in step; gathered parameters bounded by stage3_max_live_parameters.
+    - stage 3: a persistent 16-bit gradient partition buffer (stage3.py:791), one persistent ipg
+      bucket (:782), an fp32 gradient partition in step; at the end of backward the embedding is
+      still gathered and its whole gradient pending; prefetch bounded by stage3_max_live_parameters.
     - offload_optimizer cpu, stages 1/2: fp32 gradient partition pinned on the host for good
-      (initialize_optimizer_states :937), a 16-bit host copy of the partition for the copy back
-      (:566), and two staging buffers of the largest trainable parameter (:653, :659, one per side).
+      (initialize_optimizer_states :937), a 16-bit host copy of the partition (:566), two staging
+      buffers of the largest trainable parameter (:653 host, :659 device).
     - offload_optimizer cpu, stage 3: ``self.device`` is the CPU (stage3.py:333), so the 16-bit
       gradient partition lives on the host too, beside the fp32 gradient partition.
     """
