@@ -125,3 +125,20 @@ print(json.dumps({"rc": rc, "heavy": [m for m in ("torch", "deepspeed", "textual
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     last = json.loads(r.stdout.strip().splitlines()[-1])
     assert last == {"rc": 0, "heavy": []}, r.stderr
+
+
+def test_export_function_for_the_tui(tmp_path):
+    import pytest
+
+    from zerowizard.slurm.sbatch import SbatchError, export_sbatch
+
+    plan = update(Plan(), "hardware", gpu="H100-80GB", gpus_per_node=4, nodes=3)
+    files, a = export_sbatch(plan, tmp_path / "big.sh", partition="p", time="1:00:00", account="a")
+    assert files.script == tmp_path / "big.sh" and files.plan.name == "big.plan.yaml"
+    assert files.ds_config.name == "big.ds_config.json" and a.hardware.world_size == 12
+    sb = _sbatch_lines(files.script.read_text())
+    assert (sb["nodes"], sb["ntasks-per-node"], sb["gres"], sb["partition"]) == ("3", "4", "gpu:4", "p")
+    bad = update(update(plan, "method", type="qlora"), None, deepspeed="deepspeed_zero3")
+    with pytest.raises(SbatchError) as exc:
+        export_sbatch(bad, tmp_path / "bad.sh")
+    assert exc.value.problems and not (tmp_path / "bad.sh").exists()

@@ -117,38 +117,61 @@ def render(analysis, files: SbatchFiles, *, partition: str | None = None, time: 
     return "\n".join(lines)
 
 
-def cmd_export_sbatch(args, plan) -> int:
-    """Write JOB.sh, JOB.plan.yaml and JOB.ds_config.json. 2: plan errors (nothing written)."""
-    from zerowizard.commands import _console, print_problems
+class SbatchError(ValueError):
+    """Nothing was written. ``problems``: the plan's errors (Problem objects), ``message``: why."""
+
+    def __init__(self, message: str, problems=()):
+        super().__init__(message)
+        self.message, self.problems = message, list(problems)
+
+
+def export_sbatch(plan, target: str | Path, *, partition: str | None = None, time: str | None = None,
+                  account: str | None = None):
+    """Write JOB.sh, JOB.plan.yaml and JOB.ds_config.json for ``plan``; returns (files, analysis).
+
+    For the CLI and the TUI alike. Raises :class:`SbatchError` (nothing written) on plan errors or
+    a bad target; OSError when a file cannot be written."""
     from zerowizard.core import analyze
     from zerowizard.dsconfig import write_json_atomic, write_text_atomic
     from zerowizard.plan import dump_plan
 
-    err = _console(stderr=True)
-    target = Path(args.export_sbatch)
+    target = Path(target)
     a = analyze(plan)
     if a.errors:
-        print_problems(a.errors, err)
-        err.print(f"[red]not written:[/] {target} (fix the errors above; an existing file is left as it was)")
-        return 2
+        raise SbatchError(f"not written: {target} (fix the errors above; an existing file is left as it was)",
+                          a.errors)
     if target.is_dir():
-        err.print(f"[red]error:[/] {target} is a directory; give a file name, e.g. {target / 'job.sh'}")
-        return 2
+        raise SbatchError(f"{target} is a directory; give a file name, e.g. {target / 'job.sh'}")
     if not target.absolute().parent.is_dir():
-        err.print(f"[red]error:[/] the folder of {target} does not exist; create it first")
-        return 2
+        raise SbatchError(f"the folder of {target} does not exist; create it first")
     files = files_for(target)
     job_plan = portable_plan(plan, a.hardware)
     a = analyze(job_plan)  # the exact plan the ranks will read
     if a.errors:  # a path made absolute that no longer resolves: say so rather than write a bad job
-        print_problems(a.errors, err)
-        return 2
-    text = render(a, files, partition=getattr(args, "partition", None), time=getattr(args, "time", None),
-                  account=getattr(args, "account", None), output_dir=job_plan.output)
+        raise SbatchError(f"not written: {target}", a.errors)
+    text = render(a, files, partition=partition, time=time, account=account, output_dir=job_plan.output)
+    write_text_atomic(files.plan, dump_plan(job_plan))
+    write_json_atomic(files.ds_config, a.ds.config)
+    write_text_atomic(files.script, text, mode=0o755)
+    return files, a
+
+
+def cmd_export_sbatch(args, plan) -> int:
+    """``zerowizard --export-sbatch JOB.sh``. 0 written; 2 plan errors or a bad target (nothing
+    written); 1 a file could not be written."""
+    from zerowizard.commands import _console, print_problems
+
+    err = _console(stderr=True)
     try:
-        write_text_atomic(files.plan, dump_plan(job_plan))
-        write_json_atomic(files.ds_config, a.ds.config)
-        write_text_atomic(files.script, text, mode=0o755)
+        files, a = export_sbatch(plan, args.export_sbatch, partition=getattr(args, "partition", None),
+                                 time=getattr(args, "time", None), account=getattr(args, "account", None))
+    except SbatchError as exc:
+        if exc.problems:
+            print_problems(exc.problems, err)
+            err.print(f"[red]{exc.message}[/]")
+        else:
+            err.print(f"[red]error:[/] {exc.message}")
+        return 2
     except OSError as exc:
         err.print(f"[red]error:[/] cannot write: {exc.strerror or exc} ({exc.filename or ''})")
         return 1
@@ -159,10 +182,10 @@ def cmd_export_sbatch(args, plan) -> int:
     out.print(f"wrote {files.plan}")
     out.print(f"wrote {files.ds_config}")
     out.print(f"submit: sbatch {shlex.quote(str(files.script))}")
-    warnings = [p for p in a.problems if p.severity == "warning"]
     if hw.is_cpu and plan.hardware.gpu.strip().lower() == "auto":
         err.print("[yellow]note:[/] no GPU here, so the job is sized for CPU ranks; pass --gpus NxGPU "
                   "(e.g. --gpus 8xA100-80GB) to size it for the cluster's GPUs")
+    warnings = [p for p in a.problems if p.severity == "warning"]
     if warnings:
         print_problems(warnings, err)
     return 0
