@@ -139,3 +139,27 @@ async def test_bad_number_is_marked_not_applied(make):
         await pilot.pause()
         assert screen.plan.batch.micro_batch == 4
         assert not box.has_class("-invalid")
+
+
+async def test_custom_json_and_unknown_model(make, tmp_path):
+    custom = tmp_path / "my_ds.json"
+    custom.write_text('{"zero_optimization": {"stage": 3}, "train_micro_batch_size_per_gpu": 8}')
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.plan_screen
+        await pilot.click("#plan-deepspeed-path Input")
+        await pilot.press(*str(custom), "enter")
+        await pilot.pause()
+        assert screen.plan.deepspeed == str(custom)
+        assert screen.analysis.selected.variant.stage == 3
+        preview = screen.query_one("#preview")
+        text = str(preview.render())
+        assert '"train_micro_batch_size_per_gpu": 1' in text  # the plan's micro batch wins ...
+        assert "● " in text and "override" in text  # ... and the line is marked
+        await pilot.click("#model-path Input")
+        await pilot.press(*"no/such-model", "tab")  # applied when focus leaves
+        await pilot.pause()
+        assert screen.plan.model.name == "no/such-model"
+        assert screen.analysis.model is None
+        assert "✖" in str(screen.query_one("#model-info").render())
+        assert screen.query_one("#export", Button).disabled
