@@ -70,6 +70,7 @@ class PlanScreen(Screen):
         self.plan_path, self.detection = plan_path, detection
         self.analysis: Analysis = analyze(plan, detection=detection)
         self._shown: dict[str, object] = {}
+        self._widgets: dict[str, object] = {}
         self.set_reactive(PlanScreen.plan, plan)
 
     # ---- layout -------------------------------------------------------------------------
@@ -171,7 +172,7 @@ class PlanScreen(Screen):
         old_errors = bool(self.analysis.errors)
         self.analysis = a
         plan = a.plan
-        for f in self.query(PlanField):
+        for f in self._w("fields"):
             value = getattr(getattr(plan, f.section), f.key) if f.section else getattr(plan, f.key)
             if f.id == "model-path":
                 value = "" if value in catalog() else value
@@ -179,30 +180,43 @@ class PlanScreen(Screen):
                 value = "" if value in PRESET_NAMES else value
             if f.value != value:
                 f.show(value)
-        self.query_one("#method-lora_r").disabled = plan.method.type == "full"
-        self.query_one("#bars", MemoryBars).analysis = a
+        self._w("#method-lora_r").disabled = plan.method.type == "full"
+        self._w("#bars").analysis = a
         self._put("#hw-info", self._hardware_text(a))
         self._put("#model-info", self._model_text(a))
         self._put("#recommend", self._recommend_text(a))
-        self.query_one("#problem-list", ProblemsList).show(a.problems)
-        self.query_one("#preview", JsonPreview).show(a.ds, a.base_error)
+        self._w("#problem-list").show(a.problems)
+        self._w("#preview").show(a.ds, a.base_error)
         n_err = len(a.errors)
-        tab = self.query_one("#tabs", TabbedContent).get_tab("problems")
+        tab = self._w("problems-tab")
         label = f"Problems ({len(a.problems)})" if a.problems else "Problems"
         if str(tab.label) != label:
             tab.label = label
         tab.set_class(bool(n_err), "-errors")
         for b in ("#export", "#run"):
-            self.query_one(b, Button).disabled = bool(n_err)
+            self._w(b).disabled = bool(n_err)
         self._put("#blocked", f"✖ blocked by {n_err} error{'s' if n_err > 1 else ''}" if n_err else "")
         if bool(n_err) != old_errors or not self.is_mounted:
             self.refresh_bindings()
+
+    def _w(self, selector: str):
+        """A widget by selector, looked up once (show_analysis runs on every keystroke)."""
+        found = self._widgets.get(selector)
+        if found is None:
+            if selector == "fields":
+                found = list(self.query(PlanField))
+            elif selector == "problems-tab":
+                found = self.query_one("#tabs", TabbedContent).get_tab("problems")
+            else:
+                found = self.query_one(selector)
+            self._widgets[selector] = found
+        return found
 
     def _put(self, selector: str, content) -> None:
         """Set a note only when its content differs."""
         if self._shown.get(selector) != content:
             self._shown[selector] = content
-            self.query_one(selector, Note).content = content
+            self._w(selector).content = content
 
     def _hardware_text(self, a: Analysis) -> str:
         hw = a.hardware
