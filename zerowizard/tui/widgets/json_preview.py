@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-from rich.syntax import Syntax
 from rich.style import Style
 from rich.text import Span, Text
 from textual.widgets import Static
@@ -40,6 +39,8 @@ def render_preview(config: dict | None, overrides=(), error: str = "") -> Text:
     if config is None:
         return Text(error or "no DeepSpeed config: fix the base (deepspeed) first", "#ff6b6b")
     marked = {o.key: o for o in overrides if o.kind != "removed"}
+    from rich.syntax import Syntax  # pygments: imported on first use, after the first frame
+
     lines = json_lines(config)
     code = "\n".join(line for _, line in lines)
     body = Syntax(code, "json", theme="monokai").highlight(code)
@@ -71,6 +72,7 @@ class JsonPreview(Static):
     """Shows a zerowizard.dsconfig.DsBuild (or, without one, why not)."""
 
     _key: object = None
+    _painted = False
 
     def show(self, build, error: str = "") -> None:
         if build is None:
@@ -81,6 +83,13 @@ class JsonPreview(Static):
         if key == self._key:
             return  # highlighting is the slowest part of a repaint: skip it when nothing changed
         self._key = key
+        if not self._painted:  # the first one waits for the first frame (start-up time)
+            self._painted = True
+            self.call_after_refresh(self._paint, build, error)
+        else:
+            self._paint(build, error)
+
+    def _paint(self, build, error: str) -> None:
         if build is None:
             self.update(render_preview(None, error=error))
         else:
