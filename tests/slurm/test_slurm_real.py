@@ -45,6 +45,7 @@ def test_srun_two_tasks_train_the_default(slurm_cluster, job_name, tmp_path):
     assert {e["source"] for e in evs} == {"rank0"}  # only rank 0 writes events
     # One printer for the job, not one per task: every step line appears once in srun's output.
     assert len(re.findall(r"^step 3/3 ", res.stdout, re.M)) == 1, res.stdout
+    assert res.stdout.count("final model:") == 1, res.stdout  # and one summary
     assert (workdir / "logs" / "rank0.log").is_file() and (workdir / "logs" / "rank1.log").is_file()
     assert (workdir / "final" / "config.json").is_file()
     assert _no_jobs_left(job_name)

@@ -158,7 +158,7 @@ def run_headless(plan, args) -> int:
         rc = sup.run()
     finally:
         printer.close()
-    if rc == 0:
+    if rc == 0 and writes:  # one summary per job: rank 0's launcher (not every SLURM task / node)
         _summary(printer, workdir)
     return rc
 
