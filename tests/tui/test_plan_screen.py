@@ -47,6 +47,7 @@ async def test_qlora_with_zero3_is_blocked(make):
         problems = screen.query_one(ProblemsList)
         assert any(p.severity == "error" and "QLoRA" in p.message for p in problems.problems)
         assert problems.has_class("-has-errors")
+        assert screen.query_one("#zero-stage").has_class("-error")  # the field at fault is marked
         assert screen.query_one("#export", Button).disabled
         assert screen.query_one("#run", Button).disabled
         assert "blocked" in str(screen.query_one("#blocked").render())

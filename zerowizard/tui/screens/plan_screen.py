@@ -172,7 +172,9 @@ class PlanScreen(Screen):
         old_errors = bool(self.analysis.errors)
         self.analysis = a
         plan = a.plan
+        bad = {p.field for p in a.errors}
         for f in self._w("fields"):
+            f.set_class((f"{f.section}.{f.key}" if f.section else f.key) in bad, "-error")
             value = getattr(getattr(plan, f.section), f.key) if f.section else getattr(plan, f.key)
             if f.id == "model-path":
                 value = "" if value in catalog() else value
