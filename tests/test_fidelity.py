@@ -57,3 +57,14 @@ def test_each_part_close(rows):
 def test_deepspeed_estimator_counts_frozen_lora_weights_as_trainable(rows):
     lora = next(r for r in rows if r["config"]["method"] == "lora")
     assert lora["deepspeed_rel_error_states"] > 0.5  # DeepSpeed's figure treats the base as trainable
+
+
+def test_gpu_peak_dry_run_lists_configs_without_cuda(capsys):
+    bench = str(ROOT / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    import gpu_peak
+
+    assert gpu_peak.main(["--dry-run", "--subset", "quick"]) == 0
+    out = capsys.readouterr().out
+    assert "6 configs (dry run" in out and "qlora-z2-3B" in out
