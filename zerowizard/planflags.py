@@ -122,7 +122,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         data["model"]["params"] = None  # a new model: the plan's raw count no longer applies
     if "params" in given and "model" not in given:
         # A bare count names no architecture: borrow the nearest catalog model's shapes.
-        data["model"]["name"] = f"custom-{args.params}"
+        data.setdefault("model", {})["name"] = f"custom-{args.params}"
     if "deepspeed" in given:
         # A base named on the command line decides the ZeRO fields the flags do not set.
         for key in ("stage", "offload_optimizer", "offload_param"):
