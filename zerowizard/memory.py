@@ -341,11 +341,12 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
         step = {"weights": w_pair, "grads": host(g32), "gradbuf": staging, "optimizer": host(opt),
                 "transient": zero}
         return _with_qlora(w, {"backward": back, "step": step})
-    # stage 3
-    wpart = put(_ceil_div(weights, n), off_par)
+    # stage 3 (NVMe: the offloaded optimizer states / parameters live on disk, not in host RAM;
+    # gradients still go to the host, stage3.py:333 makes self.device the CPU for any offload)
+    wpart = zero if v.offload_param == "nvme" else put(_ceil_div(weights, n), off_par)
     g16 = put(_ceil_div(t * wb, n), off_opt)
     g32 = _ceil_div(4 * t, n)
-    opt = put(_ceil_div(optim, n), off_opt)
+    opt = zero if v.offload_optimizer == "nvme" else put(_ceil_div(optim, n), off_opt)
     bucket = dev(w.reduce_bucket_size * wb if w.contiguous_gradients else 0)
     live = min(w.max_live_parameters, w.prefetch_bucket_size + w.largest_layer_params)
     gathered = dev(max(live, w.largest_layer_params) * wb)
