@@ -18,6 +18,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from tests.tui.scenes import SCENES  # noqa: E402
 
+MONO = '"DejaVu Sans Mono", "Liberation Mono", monospace' 
+
 
 async def render(name: str, size: tuple[int, int], out: Path) -> Path:
     factory, before = SCENES[name]
@@ -39,7 +41,10 @@ def to_png(svg: Path) -> Path | None:
         print("  (no PNG: pip install cairosvg)", file=sys.stderr)
         return None
     png = svg.with_suffix(".png")
-    cairosvg.svg2png(url=str(svg), write_to=str(png), output_width=1600)
+    # The SVG names Fira Code (browsers fetch it); cairo picks a proportional fallback when it is not
+    # installed, which misaligns the columns. Ask for an installed monospace font instead.
+    text = svg.read_text(encoding="utf-8").replace('"Fira Code"', MONO).replace("Fira Code,", MONO + ",")
+    cairosvg.svg2png(bytestring=text.encode("utf-8"), write_to=str(png), output_width=1600)
     return png
 
 

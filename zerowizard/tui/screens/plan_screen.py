@@ -234,18 +234,21 @@ class PlanScreen(Screen):
         return (f"{_count(a.params_total)} · {_count(a.params_trainable)} trainable ({pct:.3g}%)\n"
                 f"precision → {a.precision}: {a.precision_reason}")
 
-    def _recommend_text(self, a: Analysis) -> str:
-        sel = a.selected.variant.label if a.selected else "?"
-        out = Text.assemble(("▶ ", "bold"), f"plan: {sel}   ")
+    def _recommend_text(self, a: Analysis) -> Text:
+        sel = a.selected
+        out = Text()
+        out.append("▶ plan: ", "bold")
+        out.append(f"{sel.variant.label} ({fmt_gib(sel.per_gpu.total)})" if sel else "?")
         rec = a.recommended
-        if rec is not None:
-            out.append("★ ", "bold #61d68a")
-            out.append(f"{rec.variant.label}: lowest stage that fits "
-                       f"({fmt_gib(rec.per_gpu.total)} of {fmt_gib(a.hardware.memory_bytes)})")
-            if a.selected is None or rec.variant != a.selected.variant:
-                out.append(" · ^g uses it · click a bar to pick one", "dim")
+        if rec is None:
+            out.append("\n✖ " + a.recommendation_reason, "#ff6b6b")
+            return out
+        out.append("   ★ recommended: ", "bold #61d68a")
+        out.append(f"{rec.variant.label} ({fmt_gib(rec.per_gpu.total)})")
+        if sel is None or rec.variant != sel.variant:
+            out.append("\nthe lowest stage that fits · ^g uses it · or click a bar", "dim")
         else:
-            out.append("✖ " + a.recommendation_reason, "#ff6b6b")
+            out.append("\nthe lowest stage that fits: the plan uses it", "dim")
         return out
 
     # ---- actions ------------------------------------------------------------------------

@@ -5,7 +5,9 @@ The screen sets :attr:`MemoryBars.analysis`; the widget only draws it. Clicking 
 """
 from __future__ import annotations
 
+from rich.segment import Segment
 from rich.text import Text
+from textual.strip import Strip
 from textual.events import Click
 from textual.message import Message
 from textual.reactive import reactive
@@ -54,6 +56,8 @@ class MemoryBars(Widget, can_focus=False):
             self.variant = variant
 
     analysis = reactive(None)
+    _lines_key: tuple | None = None
+    _lines: list = []
 
     def watch_analysis(self, old, new) -> None:
         # a repaint per change; a re-layout only when the number of rows changes
@@ -73,7 +77,24 @@ class MemoryBars(Widget, can_focus=False):
     def _selected_listed(a) -> bool:
         return a.selected is None or any(e.variant == a.selected.variant for e in a.estimates)
 
-    def render(self) -> Text:
+    def render_line(self, y: int) -> Strip:
+        """Line API: the rows are drawn once per analysis (or size) as segments and handed out
+        line by line; cheaper than laying out a Text on every repaint."""
+        key = (id(self.analysis), self.size.width)
+        if key != self._lines_key:
+            self._lines_key = key
+            text = self.build_text()
+            base = self.rich_style
+            console = self.app.console
+            self._lines = []
+            for line in text.split("\n"):
+                segments = [Segment(t, base + st if st else base) for t, st, _ in line.render(console)]
+                self._lines.append(Strip(segments).adjust_cell_length(self.size.width, base))
+        if 0 <= y < len(self._lines):
+            return self._lines[y]
+        return Strip.blank(self.size.width, self.rich_style)
+
+    def build_text(self) -> Text:
         a = self.analysis
         if a is None:
             return Text("")
@@ -134,23 +155,33 @@ class MemoryBars(Widget, can_focus=False):
         return out
 
     def _bar(self, b, top: int, bar_w: int, cap_col: int) -> Text:
-        """Stacked cells: each cell takes the colour of the part covering its midpoint."""
+        """Stacked cells: each cell takes the colour of the part covering its midpoint. Runs of
+        equal cells become one span (fewer spans: a cheaper repaint)."""
         bounds, acc = [], 0
         for attr, _, colour in PARTS:
             acc += getattr(b, attr)
             bounds.append((acc, colour))
-        bar = Text()
+        cells = []
         for i in range(bar_w):
             mid = (i + 0.5) * top / bar_w
             colour = next((c for edge, c in bounds if mid < edge), None)
             if colour is None:
-                bar.append("│" if i == cap_col else "·", "#5c6370")
+                cells.append(("│", "#5c6370") if i == cap_col else ("·", "#5c6370"))
             elif i >= cap_col:
-                bar.append("▓", f"{colour} on #5a1e1e")
+                cells.append(("▓", f"{colour} on #5a1e1e"))
             else:
-                bar.append("█", colour)
+                cells.append(("█", colour))
         if b.total > top:
-            bar = bar[:-1] + Text("»", "bold #ff6b6b")
+            cells[-1] = ("»", "bold #ff6b6b")
+        bar = Text()
+        run_char, run_style, n = None, None, 0
+        for ch, style in cells + [(None, None)]:
+            if (ch, style) == (run_char, run_style):
+                n += 1
+                continue
+            if n:
+                bar.append(run_char * n, run_style)
+            run_char, run_style, n = ch, style, 1
         return bar
 
     def on_click(self, event: Click) -> None:

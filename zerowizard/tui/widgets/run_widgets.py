@@ -60,5 +60,5 @@ class LossChart(PlotextPlot):
         plt.title("loss")
         plt.xlabel("step")
         if steps:
-            plt.plot(steps, losses, marker="braille", color="cyan")
+            plt.plot(steps, losses, marker="hd", color="cyan")
         self.refresh()
