@@ -63,7 +63,8 @@ class EventsCallback(TrainerCallback):
                    resumed_from=self.spec.get("resume_from"), output=str(self.workdir),
                    zero3_partitioned=self.spec.get("zero3_partitioned", False),
                    method=self.plan.method.type,
-                   setup_s=round(time.time() - self.started, 2))
+                   setup_s=round(time.time() - self.started, 2),
+                   setup_phases_s=self.spec.get("setup_phases_s"))
 
     def _tokens(self) -> int:
         """Non-padding tokens this session, all ranks: rank 0's count times the world size

@@ -116,6 +116,7 @@ def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdi
         gradient_checkpointing_kwargs={"use_reentrant": False},
         seed=t.seed, data_seed=t.seed, report_to=[], disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False,
+        average_tokens_across_devices=False,  # per-rank token mean, as DeepSpeed averages grads; no extra collective per step
     )
 
 
@@ -161,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
         _redirect_logs(workdir, rank)
     events = EventWriter(workdir / "events.jsonl", source=f"rank{rank}")
     try:
-        return _train(workdir, rank, events)
+        code = _train(workdir, rank, events)
+        # Everything is written (events with os.write, models closed): skip the interpreter's
+        # slow teardown of DeepSpeed, gloo and thread pools (seconds on a busy CPU).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     except BaseException as exc:  # noqa: BLE001 - reported, then re-raised as exit status
         if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and not exc.code):
             raise
@@ -187,6 +193,7 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     from zerowizard.runner.callbacks import EventsCallback, TestHooks
     from zerowizard.runner.data import Collator
 
+    phases = {"imports": time.time() - started}
     targs = training_arguments(spec, plan, ds_config, precision, workdir)
     tok = AutoTokenizer.from_pretrained(spec["model_path"], trust_remote_code=spec.get("trust_remote_code", False))
     if tok.pad_token is None:
@@ -195,8 +202,11 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
         from zerowizard.runner.tinymodel import CHAT_TEMPLATE
 
         tok.chat_template = CHAT_TEMPLATE
+    phases["arguments_tokenizer"] = time.time() - started - sum(phases.values())
     examples = load_data(spec, plan, tok)
+    phases["data"] = time.time() - started - sum(phases.values())
     model = load_model(spec, plan, ds_config, precision)
+    phases["model"] = time.time() - started - sum(phases.values())
     collator = Collator(tok.pad_token_id)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cb = EventsCallback(events if rank == 0 else None, spec, plan, collator, world, started, workdir)
@@ -204,6 +214,8 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
         model=model, args=targs, train_dataset=examples, data_collator=collator,
         processing_class=tok, callbacks=[cb, TestHooks(rank)])
     cb.trainer = trainer
+    phases["trainer"] = time.time() - started - sum(phases.values())
+    spec["setup_phases_s"] = {k: round(v, 2) for k, v in phases.items()}  # engine init follows
     trainer.train(resume_from_checkpoint=spec.get("resume_from"))
     final = workdir / "final"
     save_final(trainer, final, ds_config)
