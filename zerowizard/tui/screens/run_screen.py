@@ -58,6 +58,7 @@ class RunScreen(Screen):
         self.events: list[dict] = []
         self.last_step: dict = {}
         self.error = ""
+        self.errors: list[str] = []
         self.returncode: int | None = None
         sel = analysis.selected if analysis is not None else None
         self.predicted = sel.per_gpu.total if sel else None
@@ -185,7 +186,9 @@ class RunScreen(Screen):
             dev.kind = ev.get("memory_kind", "")
             dev.memory = tuple(ev.get("memory_bytes") or ())
         elif kind == "error":
-            self.error = f"rank {ev.get('rank', '?')}: {ev.get('error') or ev.get('message') or ev}"
+            # the first error is the cause; other ranks then fail on the closed connection
+            self.errors.append(f"rank {ev.get('rank', '?')}: {ev.get('error') or ev.get('message') or ev}")
+            self.error = self.errors[0] + (f" (+{len(self.errors) - 1} more)" if len(self.errors) > 1 else "")
         elif kind == "end":
             status = ev.get("status")
             if status == "completed" and ev.get("total_steps"):
