@@ -106,6 +106,12 @@ async def test_save_then_load_round_trips(make, tmp_path):
         await pilot.pause()
         assert screen.plan.method.type == "lora"
         assert screen.query_one("#method-type Select", Select).value == "lora"
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("batch:\n  micro_bach: 2\n")
+        assert not screen.load_from(str(bad))  # refused, with the did-you-mean in a notification
+        await pilot.pause()
+        assert screen.plan.method.type == "lora"
+        assert any("micro_batch" in str(n.message) for n in app._notifications)
         assert not screen.query_one("#method-lora_r").disabled
 
 
