@@ -59,6 +59,7 @@ LIVE = 1_000_000
 PERSIST = 0  # no persistent (unpartitioned) small params under ZeRO-3: every param is partitioned
 SEQ = 32
 LORA_R = 8
+GRAD_ACCUM = int(os.environ.get("ZW_FIDELITY_GRAD_ACCUM", "1"))  # --grad-accum (env: reaches the ranks)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def ds_config(cfg: Config) -> dict:
         zo["offload_optimizer"] = {"device": cfg.offload_optimizer, "pin_memory": False}
     if cfg.offload_param != "none":
         zo["offload_param"] = {"device": cfg.offload_param, "pin_memory": False}
-    return {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1,
+    return {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": GRAD_ACCUM,
             "gradient_clipping": 1.0, "bf16": {"enabled": cfg.precision == "bf16"},
             "zero_optimization": zo, "zero_allow_untested_optimizer": True,
             "zero_force_ds_cpu_optimizer": False, "steps_per_print": 10**9,
@@ -157,7 +158,10 @@ def predict(cfg: Config, world: int, model_dir: str) -> dict:
     if a.workload is None:
         raise RuntimeError(f"no workload: {a.model_error or a.base_error} {[p.message for p in a.errors]}")
     v = memory.Variant(cfg.stage, cfg.offload_optimizer, cfg.offload_param)
-    parts = memory.state_parts(a.workload, v)
+    from dataclasses import replace
+
+    # core.workload_for does not carry the accumulation count (yet): set it here
+    parts = memory.state_parts(replace(a.workload, grad_accum=GRAD_ACCUM), v)
     return {"parts": parts, "total_params": a.workload.total_params,
             "trainable_params": a.workload.trainable_params}
 
@@ -270,7 +274,7 @@ def classify(path: str, t, precision: str) -> str:
     low = p.lower()
     if "ipg" in low or "bucket" in low or "reduce_buffer" in low or "temp_grad" in low:
         return "gradbuf"
-    if "grad" in low and "partition" in low or "averaged_gradients" in low or "grads_in_partition" in low \
+    if "grad" in low and "partition" in low or "averaged_gradients" in low or "accumulated_grads" in low or "grads_in_partition" in low \
             or "grad_partition" in low or "__param_id_to_grad" in low:
         return "grads"
     if low.startswith(("zero.state", "torch_opt.state")) or ".state." in low or low.startswith("zero.optimizer.state") \
@@ -314,6 +318,10 @@ def measure(engine, model, precision: str, detail: bool = False) -> dict:
             a[1] += 1
         out["detail"] = sorted(([p, g, b, n] for (p, g), (b, n) in agg.items()), key=lambda r: -r[2])
     return out
+
+
+def _total(m: dict) -> int:
+    return sum(m["parts"][k] for k in PARTS)
 
 
 def build_model(cfg: Config, model_dir: str, ds: dict):
@@ -371,8 +379,10 @@ def run_one(cfg: Config, model_dir: str, rank: int, detail: bool) -> dict:
 
     def probe(point, fn):
         def wrapped(*a, **k):
-            if armed[0] and point not in out:
-                out[point] = measure(engine, model, cfg.precision, detail)
+            if armed[0]:
+                m = measure(engine, model, cfg.precision, detail)
+                if point not in out or _total(m) > _total(out[point]):
+                    out[point] = m
             return fn(*a, **k)
         return wrapped
 
@@ -388,13 +398,16 @@ def run_one(cfg: Config, model_dir: str, rank: int, detail: bool) -> dict:
     inner = getattr(zopt, "optimizer", None)
     if inner is not None and hasattr(inner, "step"):
         inner.step = probe("in_step", inner.step)
-    for step in range(2):
-        armed[0] = step == 1  # the second step: Adam's moments exist (torch allocates them lazily)
+    ga = GRAD_ACCUM
+    for micro in range(2 * ga):  # two optimizer steps; measure in the second
+        armed[0] = micro >= ga  # Adam's moments exist from the first step on (torch allocates lazily)
         loss = engine(input_ids=ids, labels=ids).loss
         engine.backward(loss)
-        if step == 1:
-            out["after_backward"] = measure(engine, model, cfg.precision, detail)
-        engine.step()
+        if armed[0]:
+            m = measure(engine, model, cfg.precision, detail)
+            if "after_backward" not in out or _total(m) > _total(out["after_backward"]):
+                out["after_backward"] = m
+        engine.step()  # DeepSpeed steps the optimizer only at the accumulation boundary
     out["after_step"] = measure(engine, model, cfg.precision, detail)
     out["loss"] = float(loss.detach().float())
     out["optimizer_class"] = type(engine.optimizer).__name__
@@ -620,8 +633,13 @@ def main(argv=None) -> int:
     ap.add_argument("--detail", action="store_true", help="keep per-tensor-path byte counts in the JSON")
     ap.add_argument("--out", default=str(RESULTS))
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default 1)")
     ap.add_argument("--rescore", metavar="JSON", help="re-predict a previous run's measurements (no DeepSpeed)")
     args = ap.parse_args(argv)
+    if args.grad_accum:
+        global GRAD_ACCUM
+        GRAD_ACCUM = args.grad_accum
+        os.environ["ZW_FIDELITY_GRAD_ACCUM"] = str(args.grad_accum)  # the spawned ranks re-import
     if args.rescore:
         return rescore(args)
     worlds = args.world or ([2] if args.quick else [1, 2, 4])
@@ -645,7 +663,7 @@ def main(argv=None) -> int:
     worst = max(ok, key=lambda r: abs(r["rel_error_states"]), default=None)
     report = {"deepspeed": _version("deepspeed"), "torch": _version("torch"), "transformers": _version("transformers"),
               "peft": _version("peft"), "bitsandbytes": _version("bitsandbytes"),
-              "bucket_elements": BUCKET, "seq_len": SEQ, "lora_r": LORA_R, "seconds": round(time.time() - t0, 1),
+              "bucket_elements": BUCKET, "seq_len": SEQ, "grad_accum": GRAD_ACCUM, "lora_r": LORA_R, "seconds": round(time.time() - t0, 1),
               "max_abs_rel_error_states": abs(worst["rel_error_states"]) if worst else None,
               "worst_config": worst["name"] if worst else None,
               "errors": [r["name"] for r in rows if r.get("error")], "rows": rows}

@@ -102,11 +102,11 @@ def test_buffers_follow_bucket_sizes():
     emb = w.vocab_size * w.hidden_size
     back = 2 * 500_000_000 * 2 + w.largest_linear_params // 2 * 2 + (emb * 2 if emb > w.reduce_bucket_size else 0)
     assert e2.per_gpu.buffers == max(back, 4 * x // n - 2 * x // n)
-    # ZeRO-1 with gradient accumulation keeps whole 16-bit grads (the guide's 2x) and, at the
-    # boundary, the 16-bit partition and the buckets on top
+    # ZeRO-1 with gradient accumulation holds whole 16-bit grads (the guide's 2x) between
+    # boundaries, with the buckets beside them (measured on the CPU with 2 accumulation steps)
     e1 = estimate_variant(replace(w, grad_accum=4), Variant(1))
     assert e1.per_gpu.grads == 2 * x
-    assert e1.per_gpu.buffers == back + 2 * x // n
+    assert e1.per_gpu.buffers == 2 * 500_000_000 * 2
 
 
 def test_recommendation_is_lowest_stage_that_fits():

@@ -252,7 +252,8 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
       which holds whole parameters (2x/N plus the straddling parameter). The input embedding gets
       its gradient last; when it is larger than a bucket it waits whole for the epilogue.
       ZeRO-1 never frees other ranks' gradients (:2272): those too big for a bucket keep their own
-      storage. With gradient accumulation > 1, ZeRO-1 holds whole 16-bit grads between boundaries.
+      storage. With gradient accumulation > 1, ZeRO-1 holds whole 16-bit grads between boundaries,
+      ZeRO-2 an accumulated partition beside the next one (offloaded: on the host).
     - stages 1/2, in step: the 16-bit partition is flattened into an fp32 partition (4x/N) and
       freed (:3114-3131).
     - stage 3: a persistent 16-bit gradient partition buffer (stage3.py:791), one persistent ipg
@@ -319,13 +320,21 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
         # reduce into the partition like ZeRO-2 (with one accumulation step, every step is one),
         # except that ZeRO-1 never frees the gradients of other ranks' parameters: those too big
         # for a bucket keep their own storage (stage_1_and_2.py:2272, no clear_grad_attribute)
-        whole = t * wb if (v.stage == 1 and w.grad_accum > 1) else 0
         # the worst rank (the first) keeps the lm_head's (last) and its share of the layers'
         layers_big, head_big = _oversized_trainable(w)
-        kept = (head_big + _ceil_div(layers_big * (n - 1), n)) * wb if v.stage == 1 and not whole and n > 1 else 0
+        accum = w.grad_accum > 1
+        # ZeRO-2 offload with accumulation keeps them as well (measured)
+        keeps = v.stage == 1 or (v.stage == 2 and off_opt and accum)
+        kept = (head_big + _ceil_div(layers_big * (n - 1), n)) * wb if keeps and n > 1 else 0
         opt = _ceil_div(optim, n)
         if not off_opt:
-            back = {"weights": dev(weights), "grads": dev(whole + kept + part16), "gradbuf": dev(bucket + pending),
+            grads, gbuf = kept + part16, bucket + pending
+            if accum and v.stage == 1 and t * wb + bucket > grads + gbuf:
+                grads, gbuf = t * wb, bucket  # between boundaries: whole 16-bit grads (measured)
+            elif accum and v.stage == 2:
+                # the accumulated partition and the next micro step's partition (measured)
+                grads, gbuf = 2 * part16, bucket + max(0, pending - part16)
+            back = {"weights": dev(weights), "grads": dev(grads), "gradbuf": dev(gbuf),
                     "optimizer": dev(opt), "transient": zero}
             step = {"weights": dev(weights), "grads": dev(_ceil_div(4 * t, n)), "gradbuf": zero,
                     "optimizer": dev(opt), "transient": zero}
@@ -335,10 +344,15 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
         w_pair = (weights, _ceil_div(t * wb, n))  # + the 16-bit host copy of the partition
         # ZeRO-2 reduces straight into the host's fp32 partition; ZeRO-1 (N > 1) still fills a
         # 16-bit partition first (measured; at N = 1 it copies to the host directly)
-        g16 = whole + kept  # the partition's own grads go straight to the host's fp32 partition
-        back = {"weights": w_pair, "grads": (g16, g32), "gradbuf": (bucket + pending + staging[0], staging[1]),
+        g16 = kept  # the partition's own grads go straight to the host's fp32 partition
+        gbuf = bucket + pending
+        if accum and v.stage == 1:
+            g16, gbuf = t * wb, bucket  # whole 16-bit grads between boundaries (measured)
+        # with accumulation ZeRO-2 offload accumulates on the host (accumulated_grads_in_cpu, :1853)
+        acc_host = _ceil_div(t * wb, n) if accum and v.stage == 2 else 0
+        back = {"weights": w_pair, "grads": (g16, g32 + acc_host), "gradbuf": (gbuf + staging[0], staging[1]),
                 "optimizer": host(opt), "transient": zero}
-        step = {"weights": w_pair, "grads": host(g32), "gradbuf": staging, "optimizer": host(opt),
+        step = {"weights": w_pair, "grads": host(g32 + acc_host), "gradbuf": staging, "optimizer": host(opt),
                 "transient": zero}
         return _with_qlora(w, {"backward": back, "step": step})
     # stage 3 (NVMe: the offloaded optimizer states / parameters live on disk, not in host RAM;
