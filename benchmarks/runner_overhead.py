@@ -45,7 +45,8 @@ def worker(workdir: Path, steps: int, out: Path) -> None:
     examples = data.build_examples(tok, data.load_records(spec["data"]["path"]), plan.batch.seq_len,
                                    plan.data.format, plan.data.packing)
     model = AutoModelForCausalLM.from_pretrained(spec["model_path"], dtype=torch.bfloat16)
-    opt = torch.optim.AdamW(model.parameters(), lr=plan.train.learning_rate)
+    # The optimizer the HF Trainer picks by default on torch >= 2.8 (optim="adamw_torch_fused").
+    opt = torch.optim.AdamW(model.parameters(), lr=plan.train.learning_rate, fused=True)
     engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=cfg)
     collate = data.Collator(tok.pad_token_id)
     micro = cfg["train_micro_batch_size_per_gpu"]

@@ -37,7 +37,7 @@ def test_resume_continues_to_the_same_step_count(tmp_path):
     res = run_zw(tmp_path, *args, "--output", str(cut), env=run_env(ZEROWIZARD_TEST_STOP_AT=3))
     check_ok(res, cut)
     assert (cut / "checkpoints" / "checkpoint-3").is_dir()
-    res = run_zw(tmp_path, *args, "--output", str(cut), "--resume")
+    res = run_zw(tmp_path, "--resume", str(cut))  # the run's own plan.yaml is replayed
     check_ok(res, cut)
     evs = events(cut)
     starts = [e for e in evs if e["event"] == "start"]

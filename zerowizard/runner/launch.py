@@ -96,8 +96,9 @@ def run_headless(plan, args) -> int:
 
     printer = make_printer()
     try:
+        plan = _resumed_plan(plan, args)
         plan = apply_run_options(plan, args)
-    except Exception as exc:  # PlanError from a positional recipe
+    except Exception as exc:  # PlanError from a positional recipe or a saved plan
         for line in getattr(exc, "errors", [str(exc)]):
             print(f"zerowizard: error: {line}", file=sys.stderr)
         return 2
@@ -161,6 +162,24 @@ def run_headless(plan, args) -> int:
     if rc == 0 and writes:  # one summary per job: rank 0's launcher (not every SLURM task / node)
         _summary(printer, workdir)
     return rc
+
+
+def _resumed_plan(plan, args):
+    """`--resume` without --plan/--recipe continues the run's own saved plan.yaml (the runner
+    flags --max-steps/--epochs/--save-steps still apply on top)."""
+    if not getattr(args, "resume", None) or getattr(args, "plan", None) or getattr(args, "recipe", None) \
+            or getattr(args, "recipe_name", None):
+        return plan
+    from zerowizard.plan import load_plan, update
+    from zerowizard.runner import prepare
+
+    try:
+        workdir = prepare.resume_dir(args.resume, getattr(args, "output", None) or plan.output,
+                                     Path("work_dirs"))
+    except prepare.PrepareError:
+        return plan  # reported later, with the rest of the resume checks
+    saved = workdir / "plan.yaml"
+    return update(load_plan(saved), None, output=str(workdir)) if saved.is_file() else plan
 
 
 def _command(launcher, nproc, top, workdir: Path, env: dict, slurm):
