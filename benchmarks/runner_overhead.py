@@ -8,7 +8,7 @@ number of ranks, in this one invocation, alternating (zerowizard, hand loop) per
 Reported: steady-state tokens/s of each (non-padding tokens of all ranks, from step --skip on,
 so start-up and the first slow steps are out), their ratio (target >= 0.97), and the time from
 launch to the end of the first optimizer step; also the median of per-interval rates, robust
-to a neighbour's CPU burst. The runner's events come every `logging_steps` (the tiny recipe's 4),
+to a neighbour's CPU burst. The runner's events come every `logging_steps` (the tiny recipe's 1; --logging-steps N to change),
 and the hand loop's per-step times are grouped the same way. The hand loop is this file run by torchrun with
 --worker: deepspeed.initialize + forward/backward/step, nothing else (no logging, no events).
 """

@@ -106,7 +106,7 @@ def test_bad_data_names_file_and_line(tmp_path):
 
 def test_recipe_offline_fails_at_once(tmp_path):
     t0 = time.time()
-    res = run_zw(tmp_path, "internlm2_chat_7b_qlora_oasst1_e3", "--deepspeed", "deepspeed_zero2",
+    res = run_zw(tmp_path, "internlm2_chat_7b_qlora_oasst1_e3", "--deepspeed", "deepspeed_zero2", "--gpus", "8xA100-80GB",
                  env=run_env(HF_HUB_OFFLINE=1, HF_HOME=str(tmp_path / "hf")))
     assert res.returncode == 2
     assert "huggingface-cli download internlm/internlm2-chat-7b" in res.stderr, res.stderr

@@ -44,6 +44,7 @@ def add_run_arguments(parser) -> None:
     opt("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
     opt("--save-steps", type=int, metavar="N", help="checkpoint every N steps (0: only at the end)")
     opt("--lr", type=float, metavar="LR", help="peak learning rate")
+    opt("--logging-steps", type=int, metavar="N", help="a step event (loss, tokens/s, memory) every N steps")
 
 
 def _env_int(name: str):
@@ -74,7 +75,8 @@ def apply_run_options(plan, args):
     if getattr(args, "data", None):
         plan = update(plan, "data", path=args.data)
     train = {k: getattr(args, a) for k, a in (("epochs", "epochs"), ("max_steps", "max_steps"),
-                                             ("save_steps", "save_steps"), ("learning_rate", "lr"))
+                                             ("save_steps", "save_steps"), ("learning_rate", "lr"),
+                                             ("logging_steps", "logging_steps"))
              if getattr(args, a, None) is not None}
     if train:
         plan = update(plan, "train", **train)
