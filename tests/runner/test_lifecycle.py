@@ -53,7 +53,7 @@ def test_resume_continues_to_the_same_step_count(tmp_path):
     assert lr_b == pytest.approx(lr_a)
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_every_rank(tmp_path, workdir, sig, code):
     proc = subprocess.Popen(zw_cmd(*FAST, "--max-steps", "100000", "--output", str(workdir)),
                             cwd=tmp_path, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -74,6 +74,15 @@ def test_signal_stops_every_rank(tmp_path, workdir, sig, code):
             proc.kill()
     assert_no_orphans(workdir)
     assert events(workdir)[-1]["status"] == "interrupted"
+
+
+def test_one_rank_is_still_a_deepspeed_engine(tmp_path, workdir):
+    """World size 1: `--launcher auto` starts one process (no torchrun), DeepSpeed ZeRO-2 all the same."""
+    res = run_zw(tmp_path, *FAST, "--gpus", "1", "--max-steps", "2", "--output", str(workdir))
+    evs = check_ok(res, workdir)
+    assert evs[0]["world_size"] == 1 and len(evs[1]["memory_bytes"]) == 1
+    assert "torch.distributed.run" not in (workdir / "logs" / "launcher.log").read_text()
+    assert (workdir / "checkpoints" / "checkpoint-2" / "global_step2").is_dir()  # a DeepSpeed checkpoint
 
 
 def test_crashing_rank_stops_the_others(tmp_path, workdir):
