@@ -114,7 +114,7 @@ def render(analysis, files: SbatchFiles, *, partition: str | None = None, time: 
         f"    --output \"{out}\"",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 class SbatchError(ValueError):
