@@ -32,6 +32,9 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import llama_shapes as _llama_shapes  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results" / "gpu_peak.json"
@@ -89,12 +92,7 @@ QUICK = ["full-z0-0.5B-b2s1024-gc", "full-z2-1B-b2s1024-gc", "full-z2-0.5B-b2s10
 
 
 def config_dict(size: str) -> dict:
-    h, f, n, a, kv, v = SIZES[size]
-    return {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": h,
-            "intermediate_size": f, "num_hidden_layers": n, "num_attention_heads": a,
-            "num_key_value_heads": kv, "vocab_size": v, "max_position_embeddings": 4096,
-            "rms_norm_eps": 1e-5, "tie_word_embeddings": False, "hidden_act": "silu",
-            "attention_bias": False, "mlp_bias": False, "rope_theta": 10000.0}
+    return _llama_shapes.llama_config_dict(SIZES[size], 4096)
 
 
 def ds_config(cfg: Config) -> dict:
