@@ -6,6 +6,7 @@ screen rebuilds the plan with :func:`zerowizard.plan.update`, calls :func:`zerow
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -92,13 +93,17 @@ class PlanScreen(Screen):
 
     # ---- state --------------------------------------------------------------------------
     @on(PlanField.Changed)
-    def field_changed(self, event: PlanField.Changed) -> None:
+    async def field_changed(self, event: PlanField.Changed) -> None:
         event.stop()
         plan = update(self.plan, event.section, **{event.name: event.value})
         if event.section is None and event.name == "deepspeed":
             # a new base: its own ZeRO settings apply again
             plan = update(plan, "zero", stage=None, offload_optimizer=None, offload_param=None)
         self.plan = plan
+        # One turn of the event loop: the widgets just handed the analysis tell this screen they
+        # need a repaint, so the next frame holds all of them. Without it the screen can go idle
+        # first and paint the field alone, and the bars wait a frame (1/60 s) for the next one.
+        await asyncio.sleep(0)
 
     @on(MemoryBars.Picked)
     def variant_picked(self, event: MemoryBars.Picked) -> None:

@@ -11,10 +11,24 @@ from typing import Any
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.geometry import Size
 from textual.message import Message
+from textual.reactive import Reactive
 from textual.widgets import Input, Label, Select, Switch
 
 from zerowizard.plan import field_doc
+
+
+class FieldInput(Input):
+    """An Input that repaints as it is typed into, without re-laying out the screen.
+
+    Textual's Input sets its virtual size to the text's width on every keystroke, and a widget's
+    virtual size asks for a layout of the whole screen when it changes (about 7 ms here, more than
+    the repaint it delays). A field's Input has a fixed size (``.field Input`` in the .tcss), so
+    that layout moves nothing: here the virtual size only repaints.
+    """
+
+    virtual_size = Reactive(Size(0, 0), layout=False)
 
 
 class PlanField(Horizontal):
@@ -44,7 +58,11 @@ class PlanField(Horizontal):
 
     def emit(self, value: Any) -> None:
         self.value = value
-        self.post_message(self.Changed(self, self.section, self.key, value))
+        # Straight to the screen that owns the plan rather than up through the form's containers:
+        # each hop is a turn of another widget's queue, and meanwhile the screen paints the typed
+        # character in a frame of its own, so the new bars wait for the next frame (1/60 s on).
+        # Posted here, the character and the bars it changed go out in one frame.
+        self.screen.post_message(self.Changed(self, self.section, self.key, value))
 
     def show(self, value: Any) -> None:
         """Display ``value`` without posting Changed."""
@@ -67,7 +85,7 @@ class NumberField(PlanField):
         return str(value)
 
     def make_control(self):
-        return Input(self._text(self.value), placeholder=self.placeholder, compact=True,
+        return FieldInput(self._text(self.value), placeholder=self.placeholder, compact=True,
                      type="integer" if self.kind is int else "number")
 
     def parse(self, text: str) -> tuple[bool, Any]:
@@ -80,13 +98,21 @@ class NumberField(PlanField):
             return False, None
         return value >= self.minimum, value
 
-    @on(Input.Changed)
-    def _changed(self, event: Input.Changed) -> None:
-        event.stop()
-        ok, value = self.parse(event.value)
-        event.input.set_class(not ok, "-invalid")
+    def on_mount(self) -> None:
+        # Read the text as it changes, inside the keystroke: the screen then gets the new value
+        # before the Input's repaint, and one frame shows the character and the bars together.
+        # (Input.Changed arrives a queue later, after the screen has painted the character alone.)
+        self.watch(self.query_one(Input), "value", self._typed, init=False)
+
+    def _typed(self, text: str) -> None:
+        ok, value = self.parse(text)
+        self.query_one(Input).set_class(not ok, "-invalid")
         if ok and value != self.value:
             self.emit(value)
+
+    @on(Input.Changed)
+    def _changed(self, event: Input.Changed) -> None:
+        event.stop()  # already read by _typed
 
     def show(self, value: Any) -> None:
         super().show(value)
@@ -161,7 +187,7 @@ class TextField(PlanField):
         from textual.suggester import SuggestFromList
 
         suggester = SuggestFromList(self.suggestions, case_sensitive=False) if self.suggestions else None
-        return Input(self.value or "", placeholder=self.placeholder, compact=True, suggester=suggester)
+        return FieldInput(self.value or "", placeholder=self.placeholder, compact=True, suggester=suggester)
 
     @on(Input.Submitted)
     @on(Input.Blurred)

@@ -6,6 +6,7 @@ The screen sets :attr:`MemoryBars.analysis`; the widget only draws it. Clicking 
 from __future__ import annotations
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.strip import Strip
 from textual.events import Click
@@ -79,39 +80,70 @@ class MemoryBars(Widget, can_focus=False):
 
     def render_line(self, y: int) -> Strip:
         """Line API: the rows are drawn once per analysis (or size) as segments and handed out
-        line by line; cheaper than laying out a Text on every repaint."""
+        line by line. The pieces go straight to segments (no Text to lay out on every change)."""
         key = (id(self.analysis), self.size.width)
         if key != self._lines_key:
             self._lines_key = key
-            text = self.build_text()
-            base = self.rich_style
-            console = self.app.console
-            self._lines = []
-            for line in text.split("\n"):
-                segments = [Segment(t, base + st if st else base) for t, st, _ in line.render(console)]
-                self._lines.append(Strip(segments).adjust_cell_length(self.size.width, base))
+            width, base = self.size.width, self.rich_style
+            styles: dict[str, Style] = {}
+            parse = self.app.console.get_style
+
+            def seg(text: str, style: str) -> Segment:
+                if not style:
+                    return Segment(text, base)
+                found = styles.get(style)
+                if found is None:
+                    found = styles[style] = base + parse(style)
+                return Segment(text, found)
+
+            self._lines = [Strip([seg(t, st) for t, st in pieces]).adjust_cell_length(width, base)
+                           for pieces in self.build_lines()]
         if 0 <= y < len(self._lines):
             return self._lines[y]
         return Strip.blank(self.size.width, self.rich_style)
 
     def build_text(self) -> Text:
+        """The bars as one Text (what the lines show)."""
+        out = Text()
+        for i, pieces in enumerate(self.build_lines()):
+            if i:
+                out.append("\n")
+            for text, style in pieces:
+                out.append(text, style)
+        return out
+
+    def build_lines(self) -> list[list[tuple[str, str]]]:
+        """The rows as (text, style) pieces, one list a line; unstyled neighbours merged and the
+        last row's trailing blanks dropped, as a rich Text would render them."""
+        lines: list[list[tuple[str, str]]] = [[]]
+
+        def put(text: str, style: str = "") -> None:
+            for i, part in enumerate(text.split("\n")):
+                if i:
+                    lines.append([])
+                if part:
+                    line = lines[-1]
+                    if not style and line and not line[-1][1]:
+                        line[-1] = (line[-1][0] + part, "")
+                    else:
+                        line.append((part, style))
+
         a = self.analysis
         if a is None:
-            return Text("")
+            return [[("", "")]]
         hw = a.hardware
         cap = hw.memory_bytes
         what = "per rank (CPU: host RAM / ranks)" if hw.is_cpu else f"per GPU · {hw.name}"
         host = f" · host {gib(hw.host_ram_bytes)}/node" if hw.host_ram_bytes else " · host RAM unknown"
-        out = Text()
-        out.append("Memory", "bold")
-        out.append(f" {what} {gib(cap)}{host}\n", "dim")
+        put("Memory", "bold")
+        put(f" {what} {gib(cap)}{host}\n", "dim")
         for i, (_, name, colour) in enumerate(PARTS):
-            out.append(("■ " if not i else " ■ "), colour)
-            out.append(name, "dim")
-        out.append("\n")
+            put(("■ " if not i else " ■ "), colour)
+            put(name, "dim")
+        put("\n")
         if not a.estimates:
-            out.append(a.model_error or "no estimate: set a model and a GPU memory size", "italic")
-            return out
+            put(a.model_error or "no estimate: set a model and a GPU memory size", "italic")
+            return lines
         width = max(self.size.width, 60)
         label_w = 20
         tail_w = 6 + 5 + 11  # " 49.1G" + " fits" + " host 128G"
@@ -129,34 +161,44 @@ class MemoryBars(Widget, can_focus=False):
             is_rec, is_sel = v == rec, v == sel
             row_style = "on #1d3b2a" if is_rec else ""
             mark = "★" if is_rec else ("✖" if blocked else ("▶" if is_sel else " "))
-            out.append(mark + " ", ("bold #61d68a" if is_rec else "bold #ff6b6b" if blocked else "bold")
-                       + " " + row_style)
-            out.append(short_label(v).ljust(label_w)[:label_w],
-                       ("bold " if is_sel or is_rec else "") + row_style)
-            out.append_text(self._bar(e.per_gpu, top, bar_w, cap_col))
-            out.append(f" {gib(e.per_gpu.total):>5}", row_style)
+            put(mark + " ", ("bold #61d68a" if is_rec else "bold #ff6b6b" if blocked else "bold")
+                + " " + row_style)
+            put(short_label(v).ljust(label_w)[:label_w], ("bold " if is_sel or is_rec else "") + row_style)
+            for run, style in self._bar(e.per_gpu, top, bar_w, cap_col):
+                put(run, style)
+            put(f" {gib(e.per_gpu.total):>5}", row_style)
             if blocked:
-                out.append(" ✖ BLOCKED", "bold #ff6b6b")
-                out.append("\n")
+                put(" ✖ BLOCKED", "bold #ff6b6b")
+                put("\n")
                 continue
             if e.fits:
-                out.append(" fits", "#61d68a " + row_style)
+                put(" fits", "#61d68a " + row_style)
             elif not e.fits_gpu:
-                out.append(" OVER", "bold #ff6b6b " + row_style)
+                put(" OVER", "bold #ff6b6b " + row_style)
             else:
-                out.append(" host", "bold #ff6b6b " + row_style)
+                put(" host", "bold #ff6b6b " + row_style)
             if v.offload_optimizer != "none" or v.offload_param != "none":
                 style = ("#ff6b6b " if not e.fits_host else "dim ") + row_style
-                out.append(f" host {gib(e.per_node_host):>5}".ljust(11), style)
+                put(f" host {gib(e.per_node_host):>5}".ljust(11), style)
             else:
-                out.append(" " * 11, row_style)
-            out.append("\n")
-        out.rstrip()
-        return out
+                put(" " * 11, row_style)
+            put("\n")
+        # like Text.rstrip(): no trailing newline, no trailing blanks on the last row
+        while lines and not lines[-1]:
+            lines.pop()
+        last = lines[-1]
+        while last:
+            text, style = last[-1]
+            kept = text.rstrip()
+            if kept:
+                last[-1] = (kept, style)
+                break
+            last.pop()
+        return lines
 
-    def _bar(self, b, top: int, bar_w: int, cap_col: int) -> Text:
+    def _bar(self, b, top: int, bar_w: int, cap_col: int) -> list[tuple[str, str]]:
         """Stacked cells: each cell takes the colour of the part covering its midpoint. Runs of
-        equal cells become one span (fewer spans: a cheaper repaint)."""
+        equal cells become one (text, style) piece (fewer segments: a cheaper repaint)."""
         bounds, acc = [], 0
         for attr, _, colour in PARTS:
             acc += getattr(b, attr)
@@ -173,16 +215,16 @@ class MemoryBars(Widget, can_focus=False):
                 cells.append(("█", colour))
         if b.total > top:
             cells[-1] = ("»", "bold #ff6b6b")
-        bar = Text()
+        runs = []
         run_char, run_style, n = None, None, 0
         for ch, style in cells + [(None, None)]:
             if (ch, style) == (run_char, run_style):
                 n += 1
                 continue
             if n:
-                bar.append(run_char * n, run_style)
+                runs.append((run_char * n, run_style))
             run_char, run_style, n = ch, style, 1
-        return bar
+        return runs
 
     def on_click(self, event: Click) -> None:
         a = self.analysis
