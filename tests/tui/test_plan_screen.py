@@ -170,3 +170,42 @@ async def test_custom_json_and_unknown_model(make, tmp_path):
         assert screen.analysis.model is None
         assert "✖" in str(screen.query_one("#model-info").render())
         assert screen.query_one("#export", Button).disabled
+
+
+async def test_a_keystroke_repaints_field_and_bars_in_one_frame(make):
+    """The typed character and the bars it changed go out in one frame, with no layout: a second
+    frame would hold the bars back by 1/60 s (see benchmarks/tui.py)."""
+    import asyncio
+
+    from textual import events
+
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.plan_screen
+        box = screen.query_one("#hardware-gpus_per_node Input", Input)
+        box.focus()
+        await pilot.pause()
+        box.action_end()
+        await pilot.pause()
+        bars = screen.query_one(MemoryBars)
+        before = bars.analysis
+        frames, layouts, done = [], [], asyncio.Event()
+        display, reflow = app._display, screen._refresh_layout
+
+        def counted_display(s, renderable):
+            if renderable is not None:  # a frame: does it hold the bars of the new analysis?
+                frames.append(bars.analysis is not before
+                              and bars._lines_key == (id(bars.analysis), bars.size.width))
+                if frames[-1]:
+                    done.set()
+            return display(s, renderable)
+
+        app._display = counted_display
+        screen._refresh_layout = lambda *a, **k: (layouts.append(dict(screen._layout_widgets)), reflow(*a, **k))[1]
+        key = events.Key("6", "6")  # "8" -> "86": the value gets longer, as typing does
+        key.set_sender(app)
+        app._driver.send_message(key)
+        await asyncio.wait_for(done.wait(), 5)
+        assert box.value == "86" and screen.plan.hardware.gpus_per_node == 86
+        assert frames == [True]  # one frame, and the bars in it were drawn from the new analysis
+        assert layouts == []

@@ -41,7 +41,9 @@ class ProblemsList(Static):
         # re-layout only when the wrapped height changes (a layout costs more than a frame)
         width = self.content_region.width
         height = len(text.wrap(self.app.console, width)) if width else None
-        self.update(text, layout=height is None or height != self._height)
+        # the height it was laid out at: measured last time, or (first time here) as laid out
+        before = self._height if self._height is not None else (self.content_region.height or None)
+        self.update(text, layout=height is None or height != before)
         self._height = height
         self.add_class("-shown")
         self.set_class(any(p.severity == "error" for p in problems), "-has-errors")
