@@ -200,8 +200,11 @@ async def test_a_keystroke_repaints_field_and_bars_in_one_frame(make):
                     done.set()
             return display(s, renderable)
 
-        app._display = counted_display
-        screen._refresh_layout = lambda *a, **k: (layouts.append(dict(screen._layout_widgets)), reflow(*a, **k))[1]
+        def counted_reflow(*args, **kwargs):
+            layouts.append(dict(screen._layout_widgets))  # who asked for it
+            return reflow(*args, **kwargs)
+
+        app._display, screen._refresh_layout = counted_display, counted_reflow
         key = events.Key("6", "6")  # "8" -> "86": the value gets longer, as typing does
         key.set_sender(app)
         app._driver.send_message(key)

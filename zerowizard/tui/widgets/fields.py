@@ -86,7 +86,7 @@ class NumberField(PlanField):
 
     def make_control(self):
         return FieldInput(self._text(self.value), placeholder=self.placeholder, compact=True,
-                     type="integer" if self.kind is int else "number")
+                          type="integer" if self.kind is int else "number")
 
     def parse(self, text: str) -> tuple[bool, Any]:
         text = text.strip()
@@ -187,7 +187,8 @@ class TextField(PlanField):
         from textual.suggester import SuggestFromList
 
         suggester = SuggestFromList(self.suggestions, case_sensitive=False) if self.suggestions else None
-        return FieldInput(self.value or "", placeholder=self.placeholder, compact=True, suggester=suggester)
+        return FieldInput(self.value or "", placeholder=self.placeholder, compact=True,
+                          suggester=suggester)
 
     @on(Input.Submitted)
     @on(Input.Blurred)
