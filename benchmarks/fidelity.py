@@ -158,8 +158,8 @@ def predict(cfg: Config, world: int, model_dir: str) -> dict:
     v = memory.Variant(cfg.stage, cfg.offload_optimizer, cfg.offload_param)
     from dataclasses import replace
 
-    # core.workload_for does not carry the accumulation count (yet): set it here
-    parts = memory.state_parts(replace(a.workload, grad_accum=GRAD_ACCUM), v)
+    # the harness walks allocated tensors, not the resident set: the buckets count whole
+    parts = memory.state_parts(replace(a.workload, grad_accum=GRAD_ACCUM, reduce_bucket_size=BUCKET), v)
     return {"parts": parts, "total_params": a.workload.total_params,
             "trainable_params": a.workload.trainable_params}
 
