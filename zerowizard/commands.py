@@ -255,7 +255,7 @@ def cmd_presets() -> int:
     from .dsconfig import load_base, zero_settings
     from .modelspec import catalog, resolve_model
     from .plan import PRESET_NAMES, Plan
-    from .planflags import recipe_names, recipe_path
+    from .recipes import list_recipes
 
     con = _console()
     t = Table(title="DeepSpeed presets (--deepspeed NAME)", title_justify="left")
@@ -276,8 +276,7 @@ def cmd_presets() -> int:
     t = Table(title="recipes (--recipe NAME)", title_justify="left")
     t.add_column("name")
     t.add_column("runs with")
-    for name in recipe_names():
-        first = recipe_path(name).read_text(encoding="utf-8").splitlines()[:1]
-        t.add_row(name, first[0].lstrip("# ").strip() if first and first[0].startswith("#") else "")
+    for r in list_recipes():
+        t.add_row(r["name"], r["command"])
     con.print(t)
     return 0

@@ -6,11 +6,19 @@ flag is reported together, each naming the flag and the fix.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from .paths import PRESETS
-from .plan import (METHODS, OFFLOAD_DEVICES, PRECISIONS, Plan, PlanError, closest, load_plan,
-                   parse_count, plan_from_dict, plan_to_dict)
+from .plan import (
+    METHODS,
+    OFFLOAD_DEVICES,
+    PRECISIONS,
+    Plan,
+    PlanError,
+    load_plan,
+    parse_count,
+    plan_from_dict,
+    plan_to_dict,
+)
+from .recipes import DEFAULT_RECIPE, recipe_path, recipes_dir
 
 # flag dest -> (section, key) in the plan
 FLAG_FIELDS = {
@@ -34,7 +42,6 @@ FLAG_FIELDS = {
 }
 INT_FLAGS = {"lora_r", "nodes", "stage", "micro_batch", "grad_accum", "seq_len"}
 FLOAT_FLAGS = {"host_ram_gb", "max_grad_norm"}
-DEFAULT_RECIPE = "tiny_llama_full_alpaca_e3"
 
 
 def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,14 +72,6 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-grad-norm", metavar="X", help="gradient clipping")
 
 
-def recipe_path(name: str) -> Path:
-    return PRESETS / "recipes" / f"{name}.yaml"
-
-
-def recipe_names() -> list[str]:
-    return sorted(p.stem for p in (PRESETS / "recipes").glob("*.yaml"))
-
-
 def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
@@ -88,14 +87,10 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     if source and recipe:
         errors.append("--recipe: give either --plan or --recipe, not both")
     if recipe:
-        path = recipe_path(recipe)
-        if not path.is_file():
-            hint = closest(recipe, recipe_names())
-            raise PlanError([f"--recipe: unknown recipe {recipe!r}; " + (
-                f"did you mean '{hint}'?" if hint else "see `zerowizard presets`")])
-        source = str(path)
-    elif not source and "model" not in given and "params" not in given and recipe_path(DEFAULT_RECIPE).is_file():
-        source = str(recipe_path(DEFAULT_RECIPE))
+        source = str(recipe_path(recipe))  # PlanError with a did-you-mean for an unknown name
+    elif not source and "model" not in given and "params" not in given:
+        default = recipes_dir() / f"{DEFAULT_RECIPE}.yaml"
+        source = str(default) if default.is_file() else None
     if source:
         data = plan_to_dict(load_plan(source))  # PlanError propagates, listing every problem
     for dest, (section, key) in FLAG_FIELDS.items():

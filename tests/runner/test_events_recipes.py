@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from zerowizard.runner import prepare, recipes
+from zerowizard import recipes
+from zerowizard.runner import prepare
 from zerowizard.runner.events import EventTail, EventWriter, read_events
 from zerowizard.runner.headless import PlainPrinter, describe, make_printer
 
@@ -127,7 +128,7 @@ def test_torchrun_command_for_two_nodes(tmp_path):
 
 
 def test_importing_the_launcher_stays_light():
-    code = ("import sys, zerowizard.runner.launch, zerowizard.runner.recipes, zerowizard.runner.events;"
+    code = ("import sys, zerowizard.runner.launch, zerowizard.recipes, zerowizard.runner.events;"
             "print(sorted(m for m in ('torch','deepspeed','transformers','textual') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

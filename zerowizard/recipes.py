@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .paths import PRESETS
+
 DEFAULT_RECIPE = "tiny_llama_full_alpaca_e3"
 
 
 def recipes_dir() -> Path:
-    from zerowizard.runner.tinymodel import presets_dir
-
-    return presets_dir() / "recipes"
+    return PRESETS / "recipes"
 
 
 def list_recipes() -> list[dict]:
@@ -40,7 +40,7 @@ def recipe_path(name: str) -> Path:
         names = [r["name"] for r in list_recipes()]
         hint = closest(name, names)
         fix = f"did you mean '{hint}'?" if hint else "available: " + ", ".join(names)
-        raise PlanError([f"recipe: no recipe named {name!r}; {fix}"])
+        raise PlanError([f"--recipe: no recipe named {name!r}; {fix}"])
     return path
 
 
