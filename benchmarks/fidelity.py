@@ -507,7 +507,6 @@ def summarize(row: dict, dirs: dict) -> dict:
         return out
     pred = predict(cfg, world, dirs[cfg.size])
     pparts = pred["parts"]
-    from transformers import LlamaConfig
 
     h, f, *_ = SIZES[cfg.size]
     v = SIZES[cfg.size][5]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from zerowizard.core import analyze
-from zerowizard.dsconfig import Override, build, write_json_atomic
+from zerowizard.dsconfig import write_json_atomic
 from zerowizard.plan import PRESET_NAMES, plan_from_dict
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -1,7 +1,6 @@
 """One test per rule: each problem names the field and carries a fix."""
 import json
 
-import pytest
 
 from zerowizard.core import analyze
 from zerowizard.dsrules import check_ds_config

@@ -394,7 +394,7 @@ def _model_states(w: Workload, v: Variant) -> tuple[int, int, int, int]:
     What DeepSpeed allocates beyond them is in :func:`_buffers`; the host holds, per rank, the
     largest host footprint of :func:`zero_phases` (offloaded parts)."""
     phases = zero_phases(w, v)
-    back, step = phases["backward"], phases["step"]
+    step = phases["step"]
     weights = step["weights"][0]  # persistent (the backward phase adds a gathered ZeRO-3 module)
     optim = step["optimizer"][0]
     g16 = w.trainable_params * (4 if w.precision == "fp32" else 2)

@@ -1,7 +1,6 @@
 """Data formats, prompt masking, packing and the errors that name file and line (no training)."""
 from __future__ import annotations
 
-import json
 
 import pytest
 

@@ -6,7 +6,6 @@ of its log are shown and the exit status is non-zero.
 """
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
