@@ -16,8 +16,8 @@ the wrapped torch optimizer, collects every tensor it can reach, deduplicates th
     gradbuf    ZeRO's gradient reduction buckets (ipg buffers of reduce_bucket_size elements)
     optimizer  fp32 master weights + Adam moments (exp_avg, exp_avg_sq) + step counters
 
-and compares them with ``zerowizard.memory.state_parts`` for the same plan (same model config,
-world size, precision, bucket sizes), through ``zerowizard.core.analyze``. Offloaded parts are on
+and compares them with ``zerowizard.core.memory.state_parts`` for the same plan (same model config,
+world size, precision, bucket sizes), through ``zerowizard.core.analysis.analyze``. Offloaded parts are on
 the host, which on the CPU accelerator is the same memory; they are compared all the same.
 
 Beside ours it prints DeepSpeed's own estimate_zero2/zero3_model_states_mem_needs_all_params.
@@ -26,6 +26,7 @@ Beside ours it prints DeepSpeed's own estimate_zero2/zero3_model_states_mem_need
     python benchmarks/fidelity.py --quick         # a handful of configs, 2 ranks
     python benchmarks/fidelity.py --world 2 --only 'full-bf16-z2*'
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import llama_shapes as _llama_shapes  # noqa: E402
+import llama_shapes as _llama_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,9 +53,9 @@ POINTS = ("epilogue", "backward_end", "after_backward", "in_step", "after_step")
 
 # Llama shapes: (hidden, intermediate, layers, heads, kv_heads, vocab)
 SIZES = {
-    "1M": (128, 352, 2, 4, 2, 2048),       # ~1.2M params
-    "5M": (256, 704, 4, 8, 4, 4096),       # ~5.0M
-    "20M": (512, 1408, 4, 8, 4, 8192),     # ~19.9M
+    "1M": (128, 352, 2, 4, 2, 2048),  # ~1.2M params
+    "5M": (256, 704, 4, 8, 4, 4096),  # ~5.0M
+    "20M": (512, 1408, 4, 8, 4, 8192),  # ~19.9M
 }
 BUCKET = 200_000  # reduce/allgather bucket elements, set explicitly so buffers are comparable
 PREFETCH = 100_000
@@ -101,58 +102,95 @@ def sweep(world: int) -> list[Config]:
     out.append(Config(size, "lora", "bf16", 2, "cpu"))
     out.append(Config(small, "full", "fp32", 2, "cpu"))
     if world == 4:
-        keep = {"full-bf16-z0", "full-bf16-z1", "full-bf16-z2", "full-bf16-z3", "lora-bf16-z3",
-                "qlora-bf16-z2", "full-fp32-z2", "full-bf16-z2-optcpu", "full-bf16-z3-optcpu-parcpu"}
-        out = [c for c in out if any(c.name == k + "-" + c.size or c.name.startswith(k + "-" + c.size)
-                                     for k in keep)]
+        keep = {
+            "full-bf16-z0",
+            "full-bf16-z1",
+            "full-bf16-z2",
+            "full-bf16-z3",
+            "lora-bf16-z3",
+            "qlora-bf16-z2",
+            "full-fp32-z2",
+            "full-bf16-z2-optcpu",
+            "full-bf16-z3-optcpu-parcpu",
+        }
+        out = [c for c in out if any(c.name == k + "-" + c.size or c.name.startswith(k + "-" + c.size) for k in keep)]
     return out
 
 
-QUICK = [Config("1M", "full", "bf16", 1), Config("1M", "full", "bf16", 2), Config("1M", "full", "bf16", 3),
-         Config("1M", "lora", "bf16", 2), Config("1M", "full", "fp32", 2)]
+QUICK = [
+    Config("1M", "full", "bf16", 1),
+    Config("1M", "full", "bf16", 2),
+    Config("1M", "full", "bf16", 3),
+    Config("1M", "lora", "bf16", 2),
+    Config("1M", "full", "fp32", 2),
+]
 
 
 # ---------------------------------------------------------------------------------------------
 # the model directory and the prediction (pure Python side)
+
 
 def llama_config_dict(size: str) -> dict:
     return _llama_shapes.llama_config_dict(SIZES[size], 256)
 
 
 def ds_config(cfg: Config) -> dict:
-    zo: dict = {"stage": cfg.stage, "reduce_bucket_size": BUCKET, "allgather_bucket_size": BUCKET,
-                "overlap_comm": False, "contiguous_gradients": True,
-                "stage3_prefetch_bucket_size": PREFETCH, "stage3_max_live_parameters": LIVE,
-                "stage3_param_persistence_threshold": PERSIST}
+    zo: dict = {
+        "stage": cfg.stage,
+        "reduce_bucket_size": BUCKET,
+        "allgather_bucket_size": BUCKET,
+        "overlap_comm": False,
+        "contiguous_gradients": True,
+        "stage3_prefetch_bucket_size": PREFETCH,
+        "stage3_max_live_parameters": LIVE,
+        "stage3_param_persistence_threshold": PERSIST,
+    }
     if cfg.offload_optimizer != "none":
         zo["offload_optimizer"] = {"device": cfg.offload_optimizer, "pin_memory": False}
     if cfg.offload_param != "none":
         zo["offload_param"] = {"device": cfg.offload_param, "pin_memory": False}
-    return {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": GRAD_ACCUM,
-            "gradient_clipping": 1.0, "bf16": {"enabled": cfg.precision == "bf16"},
-            "zero_optimization": zo, "zero_allow_untested_optimizer": True,
-            "zero_force_ds_cpu_optimizer": False, "steps_per_print": 10**9,
-            "wall_clock_breakdown": False}
+    return {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": GRAD_ACCUM,
+        "gradient_clipping": 1.0,
+        "bf16": {"enabled": cfg.precision == "bf16"},
+        "zero_optimization": zo,
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
 
 
 def predict(cfg: Config, world: int, model_dir: str) -> dict:
     """zerowizard's prediction for the same plan, through the same path as the CLI (core.analyze)."""
-    from zerowizard import core, memory
-    from zerowizard.plan import plan_from_dict
+    from zerowizard.core import analysis, memory
+    from zerowizard.core.plan import plan_from_dict
 
     path = Path(model_dir) / "ds.json"
     path.write_text(json.dumps(ds_config(cfg)))
-    plan = plan_from_dict({
-        "model": {"name": model_dir},
-        "method": {"type": cfg.method, "lora_r": LORA_R, "lora_alpha": 16, "lora_dropout": 0.0,
-                   "target_modules": "all-linear"},
-        "hardware": {"gpu": "cpu", "gpus_per_node": world, "host_ram_gb": 1024},
-        "batch": {"micro_batch": 1, "seq_len": SEQ, "grad_checkpointing": False},
-        "precision": cfg.precision, "deepspeed": str(path),
-        "zero": {"stage": cfg.stage, "offload_optimizer": cfg.offload_optimizer,
-                 "offload_param": cfg.offload_param},
-    })
-    a = core.analyze(plan)
+    plan = plan_from_dict(
+        {
+            "model": {"name": model_dir},
+            "method": {
+                "type": cfg.method,
+                "lora_r": LORA_R,
+                "lora_alpha": 16,
+                "lora_dropout": 0.0,
+                "target_modules": "all-linear",
+            },
+            "hardware": {"gpu": "cpu", "gpus_per_node": world, "host_ram_gb": 1024},
+            "batch": {"micro_batch": 1, "seq_len": SEQ, "grad_checkpointing": False},
+            "precision": cfg.precision,
+            "deepspeed": str(path),
+            "zero": {
+                "stage": cfg.stage,
+                "offload_optimizer": cfg.offload_optimizer,
+                "offload_param": cfg.offload_param,
+            },
+        }
+    )
+    a = analysis.analyze(plan)
     if a.workload is None:
         raise RuntimeError(f"no workload: {a.model_error or a.base_error} {[p.message for p in a.errors]}")
     v = memory.Variant(cfg.stage, cfg.offload_optimizer, cfg.offload_param)
@@ -160,8 +198,7 @@ def predict(cfg: Config, world: int, model_dir: str) -> dict:
 
     # the harness walks allocated tensors, not the resident set: the buckets count whole
     parts = memory.state_parts(replace(a.workload, grad_accum=GRAD_ACCUM, reduce_bucket_size=BUCKET), v)
-    return {"parts": parts, "total_params": a.workload.total_params,
-            "trainable_params": a.workload.trainable_params}
+    return {"parts": parts, "total_params": a.workload.total_params, "trainable_params": a.workload.trainable_params}
 
 
 def deepspeed_estimates(cfg: Config, world: int, total: int, trainable: int, largest: int) -> dict:
@@ -175,19 +212,32 @@ def deepspeed_estimates(cfg: Config, world: int, total: int, trainable: int, lar
     off_opt = cfg.offload_optimizer != "none"
     if cfg.stage == 3:
         cpu, gpu, _ = estimate_zero3_model_states_mem_needs(
-            total, largest, num_gpus_per_node=world, num_nodes=1, cpu_offload=off_opt,
-            cpu_offload_params=cfg.offload_param != "none", zero_init=True, additional_buffer_factor=1.5)
+            total,
+            largest,
+            num_gpus_per_node=world,
+            num_nodes=1,
+            cpu_offload=off_opt,
+            cpu_offload_params=cfg.offload_param != "none",
+            zero_init=True,
+            additional_buffer_factor=1.5,
+        )
     else:
         cpu, gpu = estimate_zero2_model_states_mem_needs(
-            total, num_gpus_per_node=world, num_nodes=1, cpu_offload=off_opt, additional_buffer_factor=1.5)
+            total, num_gpus_per_node=world, num_nodes=1, cpu_offload=off_opt, additional_buffer_factor=1.5
+        )
     # both return (cpu_mem, gpu_mem): per GPU, and per node for the host (all ranks of a node)
     offloaded = off_opt or cfg.offload_param != "none"
-    return {"gpu": int(gpu), "cpu_per_node": int(cpu), "per_rank": int(gpu) + (int(cpu) // world if offloaded else 0),
-            "which": "zero3" if cfg.stage == 3 else "zero2 (used for stages 0-2)"}
+    return {
+        "gpu": int(gpu),
+        "cpu_per_node": int(cpu),
+        "per_rank": int(gpu) + (int(cpu) // world if offloaded else 0),
+        "which": "zero3" if cfg.stage == 3 else "zero2 (used for stages 0-2)",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
 # the measurement (per rank, torch side)
+
 
 def _storage_key(t):
     try:
@@ -235,7 +285,7 @@ def collect(engine, model) -> list[tuple[str, object]]:
                 walk(v, f"{path}.{k}" if isinstance(k, str) else f"{path}[]", depth + 1)
             return
         if isinstance(obj, (list, tuple, set)):
-            for i, v in enumerate(obj):
+            for v in obj:
                 walk(v, f"{path}[]", depth + 1)
             return
         mod = type(obj).__module__ or ""
@@ -272,11 +322,21 @@ def classify(path: str, t, precision: str) -> str:
     low = p.lower()
     if "ipg" in low or "bucket" in low or "reduce_buffer" in low or "temp_grad" in low:
         return "gradbuf"
-    if "grad" in low and "partition" in low or "averaged_gradients" in low or "accumulated_grads" in low or "grads_in_partition" in low \
-            or "grad_partition" in low or "__param_id_to_grad" in low:
+    if (
+        ("grad" in low and "partition" in low)
+        or "averaged_gradients" in low
+        or "accumulated_grads" in low
+        or "grads_in_partition" in low
+        or "grad_partition" in low
+        or "__param_id_to_grad" in low
+    ):
         return "grads"
-    if low.startswith(("zero.state", "torch_opt.state")) or ".state." in low or low.startswith("zero.optimizer.state") \
-            or "torch_opt" in low and "state" in low:
+    if (
+        low.startswith(("zero.state", "torch_opt.state"))
+        or ".state." in low
+        or low.startswith("zero.optimizer.state")
+        or ("torch_opt" in low and "state" in low)
+    ):
         return "optimizer"
     if "fp32" in low or "single_partition" in low or "master" in low:
         return "optimizer"
@@ -324,7 +384,7 @@ def _total(m: dict) -> int:
 
 def build_model(cfg: Config, model_dir: str, ds: dict):
     import torch
-    import torch._dynamo  # noqa: F401  (must not be first imported inside zero.Init)
+    import torch._dynamo
     from transformers import LlamaConfig, LlamaForCausalLM
 
     dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
@@ -333,8 +393,13 @@ def build_model(cfg: Config, model_dir: str, ds: dict):
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
 
-        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
+        q = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_storage=dtype,
+        )
         model = LlamaForCausalLM.from_pretrained(model_dir, dtype=dtype, quantization_config=q)
     elif cfg.stage == 3:
         import deepspeed
@@ -374,21 +439,24 @@ def run_one(cfg: Config, model_dir: str, rank: int, detail: bool) -> dict:
     ids = torch.randint(0, vocab, (1, SEQ), generator=g)
     out: dict = {}
     armed = [False]
+    live = {"engine": engine, "model": model}  # the probes' view; the names are deleted at the end
 
     def probe(point, fn):
         def wrapped(*a, **k):
             if armed[0]:
-                m = measure(engine, model, cfg.precision, detail)
+                m = measure(live["engine"], live["model"], cfg.precision, detail)
                 if point not in out or _total(m) > _total(out[point]):
                     out[point] = m
             return fn(*a, **k)
+
         return wrapped
 
     zopt = engine.optimizer
     # the end of autograd's backward: every 16-bit gradient computed, ZeRO-1/2's epilogue not yet run
     if hasattr(zopt, "overlapping_partition_gradients_reduce_epilogue"):
         zopt.overlapping_partition_gradients_reduce_epilogue = probe(
-            "epilogue", zopt.overlapping_partition_gradients_reduce_epilogue)
+            "epilogue", zopt.overlapping_partition_gradients_reduce_epilogue
+        )
     # the end of backward: every bucket reduced, ZeRO-1/2's ipg buffers not yet released
     if hasattr(zopt, "_release_ipg_buffers"):
         zopt._release_ipg_buffers = probe("backward_end", zopt._release_ipg_buffers)
@@ -411,6 +479,7 @@ def run_one(cfg: Config, model_dir: str, rank: int, detail: bool) -> dict:
     out["optimizer_class"] = type(engine.optimizer).__name__
     if hasattr(engine, "destroy"):
         engine.destroy()
+    live.clear()
     del engine, opt, model
     import gc
 
@@ -419,8 +488,14 @@ def run_one(cfg: Config, model_dir: str, rank: int, detail: bool) -> dict:
 
 
 def worker(rank: int, world: int, port: int, configs: list[dict], dirs: dict, out_dir: str, detail: bool):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
+    )
     import logging
     import warnings
 
@@ -428,10 +503,10 @@ def worker(rank: int, world: int, port: int, configs: list[dict], dirs: dict, ou
     import torch
 
     torch.set_num_threads(1)
-    import torch._dynamo  # noqa: F401
-    import transformers  # noqa: F401
-    from transformers import LlamaForCausalLM  # noqa: F401
     import deepspeed
+    import torch._dynamo
+    import transformers
+    from transformers import LlamaForCausalLM  # noqa: F401
 
     logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
     transformers.utils.logging.set_verbosity_error()
@@ -462,8 +537,9 @@ def make_model_dirs(root: Path, sizes) -> dict:
     for size in sorted(set(sizes)):
         d = root / f"llama-{size}"
         if not (d / "model.safetensors").exists():
-            cfg = LlamaConfig(**{k: v for k, v in llama_config_dict(size).items()
-                                 if k not in ("model_type", "architectures")})
+            cfg = LlamaConfig(
+                **{k: v for k, v in llama_config_dict(size).items() if k not in ("model_type", "architectures")}
+            )
             torch.manual_seed(0)
             LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(d)
         dirs[size] = str(d)
@@ -479,8 +555,7 @@ def run_world(world: int, configs: list[Config], dirs: dict, detail: bool) -> li
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(worker, args=(world, port, [asdict(c) for c in configs], dirs, tmp, detail),
-                 nprocs=world, join=True)
+        mp.spawn(worker, args=(world, port, [asdict(c) for c in configs], dirs, tmp, detail), nprocs=world, join=True)
         per_rank = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(world)]
     rows = []
     for i, cfg in enumerate(configs):
@@ -500,8 +575,13 @@ def summarize(row: dict, dirs: dict) -> dict:
     world = row["world"]
     ranks = row["ranks"]
     err = next((r["error"] for r in ranks if r.get("error")), None)
-    out = {"name": cfg.name, "world": world, "config": asdict(cfg), "error": err,
-           "seconds": max(r.get("seconds", 0) for r in ranks)}
+    out = {
+        "name": cfg.name,
+        "world": world,
+        "config": asdict(cfg),
+        "error": err,
+        "seconds": max(r.get("seconds", 0) for r in ranks),
+    }
     if err:
         out["traceback"] = next(r.get("traceback") for r in ranks if r.get("error"))
         return out
@@ -530,17 +610,23 @@ def summarize(row: dict, dirs: dict) -> dict:
     out["peak_point"] = peak
     out["peak"] = out[peak]["max_rank"]
     # each phase against its own measurement: backward (end of backward) and step (inside it)
-    meas_phase = {"backward": max([p for p in ("epilogue", "backward_end", "after_backward")
-                                   if p in out],
-                                  key=lambda p: sum(out[p]["max_rank"][k] for k in PARTS)),
-                  "step": "in_step" if "in_step" in out else "after_step"}
+    meas_phase = {
+        "backward": max(
+            [p for p in ("epilogue", "backward_end", "after_backward") if p in out],
+            key=lambda p: sum(out[p]["max_rank"][k] for k in PARTS),
+        ),
+        "step": "in_step" if "in_step" in out else "after_step",
+    }
     out["phases"] = {}
     for ph, point in meas_phase.items():
         mp, pp = out[point]["max_rank"], pparts["phases"][ph]
-        out["phases"][ph] = {"measured_at": point, "measured": {k: mp[k] for k in PARTS},
-                             "predicted": {k: pp[k] for k in PARTS},
-                             "rel_error": {k: rel(mp[k], pp[k]) for k in PARTS},
-                             "rel_error_states": rel(sum(mp[k] for k in PARTS), sum(pp[k] for k in PARTS))}
+        out["phases"][ph] = {
+            "measured_at": point,
+            "measured": {k: mp[k] for k in PARTS},
+            "predicted": {k: pp[k] for k in PARTS},
+            "rel_error": {k: rel(mp[k], pp[k]) for k in PARTS},
+            "rel_error_states": rel(sum(mp[k] for k in PARTS), sum(pp[k] for k in PARTS)),
+        }
     m = out["peak"]
     out["rel_error"] = {k: rel(m[k], pparts[k]) for k in PARTS}
     ms = sum(m[k] for k in PARTS)
@@ -565,11 +651,17 @@ def fmt_e(e) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'config':36} {'N':>1} | " + " | ".join(f"{k:^25}" for k in PARTS)
-            + f" | {'W+G+O (MiB)':^25} | {'DeepSpeed est.':^17}")
+    head = (
+        f"{'config':36} {'N':>1} | "
+        + " | ".join(f"{k:^25}" for k in PARTS)
+        + f" | {'W+G+O (MiB)':^25} | {'DeepSpeed est.':^17}"
+    )
     print(head)
-    print(f"{'':36} {'':>1} | " + " | ".join(f"{'meas':>8} {'pred':>8} {'err':>7}" for _ in PARTS)
-          + f" | {'meas':>8} {'pred':>8} {'err':>7} | {'MiB':>8} {'err':>8}")
+    print(
+        f"{'':36} {'':>1} | "
+        + " | ".join(f"{'meas':>8} {'pred':>8} {'err':>7}" for _ in PARTS)
+        + f" | {'meas':>8} {'pred':>8} {'err':>7} | {'MiB':>8} {'err':>8}"
+    )
     print("-" * len(head))
     for r in rows:
         if r.get("error"):
@@ -578,15 +670,21 @@ def print_table(rows: list[dict]) -> None:
         m, p, e = r["peak"], r["predicted"], r["rel_error"]
         cells = " | ".join(f"{fmt_b(m[k])} {fmt_b(p[k])} {fmt_e(e[k])}" for k in PARTS)
         dsv = r["deepspeed_estimate"]["per_rank"]
-        print(f"{r['name']:36} {r['world']} | {cells} | {fmt_b(r['measured_states'])} "
-              f"{fmt_b(r['predicted_states'])} {fmt_e(r['rel_error_states'])} | {fmt_b(dsv)} "
-              f"{fmt_e(r['deepspeed_rel_error_states']):>8}")
+        print(
+            f"{r['name']:36} {r['world']} | {cells} | {fmt_b(r['measured_states'])} "
+            f"{fmt_b(r['predicted_states'])} {fmt_e(r['rel_error_states'])} | {fmt_b(dsv)} "
+            f"{fmt_e(r['deepspeed_rel_error_states']):>8}"
+        )
 
 
 def family(r: dict) -> str:
     c = r["config"]
     n = f"{c['method']}-{c['precision']}-z{c['stage']}"
-    return n + ("-optcpu" if c["offload_optimizer"] != "none" else "") + ("-parcpu" if c["offload_param"] != "none" else "")
+    return (
+        n
+        + ("-optcpu" if c["offload_optimizer"] != "none" else "")
+        + ("-parcpu" if c["offload_param"] != "none" else "")
+    )
 
 
 def families(rows: list[dict]) -> list[dict]:
@@ -595,8 +693,17 @@ def families(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r.get("error"):
             continue
-        f = out.setdefault(family(r), {"family": family(r), "configs": 0, "worlds": set(),
-                                        **{k: 0.0 for k in PARTS}, "states": 0.0, "deepspeed": 0.0})
+        f = out.setdefault(
+            family(r),
+            {
+                "family": family(r),
+                "configs": 0,
+                "worlds": set(),
+                **{k: 0.0 for k in PARTS},
+                "states": 0.0,
+                "deepspeed": 0.0,
+            },
+        )
         f["configs"] += 1
         f["worlds"].add(r["world"])
         for k in PARTS:
@@ -614,11 +721,16 @@ def families(rows: list[dict]) -> list[dict]:
 
 def markdown_families(fams: list[dict]) -> str:
     pct = lambda e: "∞" if e == float("inf") else f"{100 * e:.2f}%"  # noqa: E731
-    lines = ["| family | configs | ranks | weights | grads | gradbuf | optimizer | **W+G+O** | DeepSpeed's estimator |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | configs | ranks | weights | grads | gradbuf | optimizer | **W+G+O** | DeepSpeed's estimator |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for f in fams:
-        lines.append(f"| {f['family']} | {f['configs']} | {','.join(map(str, f['worlds']))} | "
-                     + " | ".join(pct(f[k]) for k in PARTS) + f" | **{pct(f['states'])}** | {pct(f['deepspeed'])} |")
+        lines.append(
+            f"| {f['family']} | {f['configs']} | {','.join(map(str, f['worlds']))} | "
+            + " | ".join(pct(f[k]) for k in PARTS)
+            + f" | **{pct(f['states'])}** | {pct(f['deepspeed'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -658,18 +770,32 @@ def main(argv=None) -> int:
     print_table(rows)
     ok = [r for r in rows if not r.get("error")]
     worst = max(ok, key=lambda r: abs(r["rel_error_states"]), default=None)
-    report = {"deepspeed": _version("deepspeed"), "torch": _version("torch"), "transformers": _version("transformers"),
-              "peft": _version("peft"), "bitsandbytes": _version("bitsandbytes"),
-              "bucket_elements": BUCKET, "seq_len": SEQ, "grad_accum": GRAD_ACCUM, "lora_r": LORA_R, "seconds": round(time.time() - t0, 1),
-              "max_abs_rel_error_states": abs(worst["rel_error_states"]) if worst else None,
-              "worst_config": worst["name"] if worst else None,
-              "errors": [r["name"] for r in rows if r.get("error")], "rows": rows}
+    report = {
+        "deepspeed": _version("deepspeed"),
+        "torch": _version("torch"),
+        "transformers": _version("transformers"),
+        "peft": _version("peft"),
+        "bitsandbytes": _version("bitsandbytes"),
+        "bucket_elements": BUCKET,
+        "seq_len": SEQ,
+        "grad_accum": GRAD_ACCUM,
+        "lora_r": LORA_R,
+        "seconds": round(time.time() - t0, 1),
+        "max_abs_rel_error_states": abs(worst["rel_error_states"]) if worst else None,
+        "worst_config": worst["name"] if worst else None,
+        "errors": [r["name"] for r in rows if r.get("error")],
+        "rows": rows,
+    }
     if worst:
-        print(f"\nmax |relative error| of weights+grads+optimizer (incl. ZeRO grad buffers): "
-              f"{100 * abs(worst['rel_error_states']):.2f}% ({worst['name']}, {worst['world']} ranks)")
+        print(
+            f"\nmax |relative error| of weights+grads+optimizer (incl. ZeRO grad buffers): "
+            f"{100 * abs(worst['rel_error_states']):.2f}% ({worst['name']}, {worst['world']} ranks)"
+        )
         dsw = max(ok, key=lambda r: abs(r["deepspeed_rel_error_states"]))
-        print(f"DeepSpeed's estimator, same measure: max |relative error| "
-              f"{100 * abs(dsw['deepspeed_rel_error_states']):.1f}% ({dsw['name']}, {dsw['world']} ranks)")
+        print(
+            f"DeepSpeed's estimator, same measure: max |relative error| "
+            f"{100 * abs(dsw['deepspeed_rel_error_states']):.1f}% ({dsw['name']}, {dsw['world']} ranks)"
+        )
     report["families"] = families(rows)
     print("\nmax |relative error| per config family (peak point, worst rank):")
     print(markdown_families(report["families"]))
@@ -703,12 +829,20 @@ def rescore(args) -> int:
         rows.append(summarize({"config": Config(**r["config"]), "world": world, "ranks": ranks}, dirs))
     print_table(rows)
     worst = max(rows, key=lambda r: abs(r["rel_error_states"]))
-    print(f"\nmax |relative error| of weights+grads+optimizer: {100 * abs(worst['rel_error_states']):.2f}% "
-          f"({worst['name']}, {worst['world']} ranks)")
+    print(
+        f"\nmax |relative error| of weights+grads+optimizer: {100 * abs(worst['rel_error_states']):.2f}% "
+        f"({worst['name']}, {worst['world']} ranks)"
+    )
     print(markdown_families(families(rows)))
     if not args.no_write:
-        report = {**old, "rows": rows, "rescored": True, "families": families(rows),
-                  "max_abs_rel_error_states": abs(worst["rel_error_states"]), "worst_config": worst["name"]}
+        report = {
+            **old,
+            "rows": rows,
+            "rescored": True,
+            "families": families(rows),
+            "max_abs_rel_error_states": abs(worst["rel_error_states"]),
+            "worst_config": worst["name"],
+        }
         Path(args.out).write_text(json.dumps(report, indent=1, default=str) + "\n")
     return 0
 

@@ -18,6 +18,7 @@ max_memory_reserved, against the core's prediction for the same plan (core.analy
 Configs run in one process, one after another (stage 3 last); the budget (default 420 s) stops
 launching new configs so the whole script stays within 8 minutes; what ran is reported.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import llama_shapes as _llama_shapes  # noqa: E402
+import llama_shapes as _llama_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,9 +42,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "gpu_peak.json"
 
 # Llama shapes (hidden, intermediate, layers, heads, kv_heads, vocab): random weights, no download
 SIZES = {
-    "0.5B": (1280, 3584, 24, 20, 4, 32000),   # about 0.51B
-    "1B": (2048, 5632, 22, 32, 4, 32000),     # TinyLlama-1.1B shapes
-    "3B": (3072, 8192, 28, 24, 8, 32000),     # Llama-3.2-3B shapes, 32k vocab: about 3.0B
+    "0.5B": (1280, 3584, 24, 20, 4, 32000),  # about 0.51B
+    "1B": (2048, 5632, 22, 32, 4, 32000),  # TinyLlama-1.1B shapes
+    "3B": (3072, 8192, 28, 24, 8, 32000),  # Llama-3.2-3B shapes, 32k vocab: about 3.0B
 }
 BUCKET = 50_000_000  # reduce/allgather bucket elements, explicit so the buffers are comparable
 LORA_R = 16
@@ -87,8 +88,14 @@ def default_configs() -> list[Config]:
     return sorted(c, key=lambda x: (x.stage == 3, x.method == "qlora"))  # ZeRO-3 last (zero.Init state)
 
 
-QUICK = ["full-z0-0.5B-b2s1024-gc", "full-z2-1B-b2s1024-gc", "full-z2-0.5B-b2s1024-nogc",
-         "lora-z2-3B-b2s1024-gc", "qlora-z2-3B-b2s1024-gc", "full-z3-1B-b2s1024-gc"]
+QUICK = [
+    "full-z0-0.5B-b2s1024-gc",
+    "full-z2-1B-b2s1024-gc",
+    "full-z2-0.5B-b2s1024-nogc",
+    "lora-z2-3B-b2s1024-gc",
+    "qlora-z2-3B-b2s1024-gc",
+    "full-z3-1B-b2s1024-gc",
+]
 
 
 def config_dict(size: str) -> dict:
@@ -96,15 +103,28 @@ def config_dict(size: str) -> dict:
 
 
 def ds_config(cfg: Config) -> dict:
-    zo = {"stage": cfg.stage, "reduce_bucket_size": BUCKET, "allgather_bucket_size": BUCKET,
-          "overlap_comm": False, "contiguous_gradients": True, "stage3_prefetch_bucket_size": BUCKET,
-          "stage3_max_live_parameters": 1_000_000_000, "stage3_param_persistence_threshold": 100_000}
+    zo = {
+        "stage": cfg.stage,
+        "reduce_bucket_size": BUCKET,
+        "allgather_bucket_size": BUCKET,
+        "overlap_comm": False,
+        "contiguous_gradients": True,
+        "stage3_prefetch_bucket_size": BUCKET,
+        "stage3_max_live_parameters": 1_000_000_000,
+        "stage3_param_persistence_threshold": 100_000,
+    }
     if cfg.offload_optimizer != "none":
         zo["offload_optimizer"] = {"device": cfg.offload_optimizer, "pin_memory": True}
-    return {"train_micro_batch_size_per_gpu": cfg.micro_batch, "gradient_accumulation_steps": 1,
-            "gradient_clipping": 1.0, "bf16": {"enabled": True}, "zero_optimization": zo,
-            "zero_allow_untested_optimizer": True, "zero_force_ds_cpu_optimizer": False,
-            "steps_per_print": 10**9}
+    return {
+        "train_micro_batch_size_per_gpu": cfg.micro_batch,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": 1.0,
+        "bf16": {"enabled": True},
+        "zero_optimization": zo,
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "steps_per_print": 10**9,
+    }
 
 
 def model_dir(root: Path, size: str) -> str:
@@ -115,34 +135,47 @@ def model_dir(root: Path, size: str) -> str:
 
 
 def predict(cfg: Config, mdir: str, gpu: str = "H100-80GB") -> dict:
-    from zerowizard import core, memory
-    from zerowizard.plan import plan_from_dict
+    from zerowizard.core import analysis, memory
+    from zerowizard.core.plan import plan_from_dict
 
     ds_path = Path(mdir) / f"ds-{cfg.name}.json"
     ds_path.write_text(json.dumps(ds_config(cfg)))
-    plan = plan_from_dict({
-        "model": {"name": mdir},
-        "method": {"type": cfg.method, "lora_r": LORA_R, "lora_alpha": 32, "lora_dropout": 0.0,
-                   "target_modules": "all-linear"},
-        "hardware": {"gpu": gpu, "gpus_per_node": 1},
-        "batch": {"micro_batch": cfg.micro_batch, "seq_len": cfg.seq, "grad_checkpointing": cfg.gc},
-        "precision": "bf16", "deepspeed": str(ds_path),
-        "zero": {"stage": cfg.stage, "offload_optimizer": cfg.offload_optimizer},
-    })
-    a = core.analyze(plan)
+    plan = plan_from_dict(
+        {
+            "model": {"name": mdir},
+            "method": {
+                "type": cfg.method,
+                "lora_r": LORA_R,
+                "lora_alpha": 32,
+                "lora_dropout": 0.0,
+                "target_modules": "all-linear",
+            },
+            "hardware": {"gpu": gpu, "gpus_per_node": 1},
+            "batch": {"micro_batch": cfg.micro_batch, "seq_len": cfg.seq, "grad_checkpointing": cfg.gc},
+            "precision": "bf16",
+            "deepspeed": str(ds_path),
+            "zero": {"stage": cfg.stage, "offload_optimizer": cfg.offload_optimizer},
+        }
+    )
+    a = analysis.analyze(plan)
     if a.workload is None:
         raise RuntimeError(a.model_error or a.base_error or "no workload")
     e = memory.estimate_variant(a.workload, memory.Variant(cfg.stage, cfg.offload_optimizer, "none"))
     b = e.per_gpu
     allocated = b.weights + b.grads + b.optimizer + b.activations + b.buffers
-    return {"breakdown": b.as_dict(), "allocated": allocated,
-            "reserved": allocated + int(allocated * memory.FRAGMENTATION), "total": b.total,
-            "params_total": a.workload.total_params, "params_trainable": a.workload.trainable_params}
+    return {
+        "breakdown": b.as_dict(),
+        "allocated": allocated,
+        "reserved": allocated + int(allocated * memory.FRAGMENTATION),
+        "total": b.total,
+        "params_total": a.workload.total_params,
+        "params_trainable": a.workload.trainable_params,
+    }
 
 
 def build_model(cfg: Config, mdir: str, ds: dict):
     import torch
-    import torch._dynamo  # noqa: F401  (before zero.Init)
+    import torch._dynamo
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig.from_pretrained(mdir)
@@ -159,12 +192,22 @@ def build_model(cfg: Config, mdir: str, ds: dict):
             for parent in (layer.self_attn, layer.mlp):
                 for name, lin in list(parent.named_children()):
                     if isinstance(lin, torch.nn.Linear):
-                        q = bnb.nn.Linear4bit(lin.in_features, lin.out_features, bias=lin.bias is not None,
-                                              compute_dtype=torch.bfloat16, quant_type="nf4",
-                                              compress_statistics=True, quant_storage=torch.bfloat16)
-                        q.weight = bnb.nn.Params4bit(lin.weight.data.cpu(), requires_grad=False,
-                                                     quant_type="nf4", compress_statistics=True,
-                                                     quant_storage=torch.bfloat16)
+                        q = bnb.nn.Linear4bit(
+                            lin.in_features,
+                            lin.out_features,
+                            bias=lin.bias is not None,
+                            compute_dtype=torch.bfloat16,
+                            quant_type="nf4",
+                            compress_statistics=True,
+                            quant_storage=torch.bfloat16,
+                        )
+                        q.weight = bnb.nn.Params4bit(
+                            lin.weight.data.cpu(),
+                            requires_grad=False,
+                            quant_type="nf4",
+                            compress_statistics=True,
+                            quant_storage=torch.bfloat16,
+                        )
                         q = q.cuda()
                         setattr(parent, name, q)
                         del lin
@@ -217,11 +260,15 @@ def run_one(cfg: Config, mdir: str, steps: int) -> dict:
         torch.cuda.synchronize()
         min_free = min(min_free, torch.cuda.mem_get_info()[0])
         step_s.append(round(time.time() - s0, 3))
-    out = {"max_allocated": torch.cuda.max_memory_allocated() - base_alloc,
-           "max_reserved": torch.cuda.max_memory_reserved(),
-           "device_used_peak_sampled": total - min_free, "gpu_total": total,
-           "loss": float(loss.detach().float()), "step_seconds": step_s,
-           "build_seconds": round(time.time() - t0 - sum(step_s), 2)}
+    out = {
+        "max_allocated": torch.cuda.max_memory_allocated() - base_alloc,
+        "max_reserved": torch.cuda.max_memory_reserved(),
+        "device_used_peak_sampled": total - min_free,
+        "gpu_total": total,
+        "loss": float(loss.detach().float()),
+        "step_seconds": step_s,
+        "build_seconds": round(time.time() - t0 - sum(step_s), 2),
+    }
     if hasattr(engine, "destroy"):
         engine.destroy()
     del engine, opt, model, trainable, ids, loss
@@ -256,8 +303,10 @@ def main(argv=None) -> int:
         print(f"{'config':38} {'params':>8} {'trainable':>10} {'pred alloc GiB':>15} {'pred total GiB':>15}")
         for r in rows:
             p = r["predicted"]
-            print(f"{r['name']:38} {p['params_total'] / 1e9:7.2f}B {p['params_trainable'] / 1e6:9.1f}M "
-                  f"{p['allocated'] / 2**30:15.2f} {p['total'] / 2**30:15.2f}")
+            print(
+                f"{r['name']:38} {p['params_total'] / 1e9:7.2f}B {p['params_trainable'] / 1e6:9.1f}M "
+                f"{p['allocated'] / 2**30:15.2f} {p['total'] / 2**30:15.2f}"
+            )
         print(f"{len(rows)} configs (dry run: nothing executed)")
         return 0
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -272,9 +321,9 @@ def main(argv=None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
+    import deepspeed
     import transformers
     from transformers import LlamaForCausalLM  # noqa: F401  (import before zero.Init)
-    import deepspeed
 
     logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
     transformers.utils.logging.set_verbosity_error()
@@ -291,9 +340,11 @@ def main(argv=None) -> int:
             m = run_one(c, dirs[c.size], args.steps)
             r["measured"] = m
             p = r["predicted"]
-            r["rel_error"] = {"allocated": rel(m["max_allocated"], p["allocated"]),
-                              "reserved": rel(m["max_reserved"], p["reserved"]),
-                              "device": rel(m["device_used_peak_sampled"], p["total"])}
+            r["rel_error"] = {
+                "allocated": rel(m["max_allocated"], p["allocated"]),
+                "reserved": rel(m["max_reserved"], p["reserved"]),
+                "device": rel(m["device_used_peak_sampled"], p["total"]),
+            }
         except Exception as exc:  # noqa: BLE001 - an OOM or a failure is a result too
             r["error"] = f"{type(exc).__name__}: {str(exc)[:500]}"
             r["traceback"] = traceback.format_exc()[-2000:]
@@ -302,15 +353,28 @@ def main(argv=None) -> int:
         r["seconds"] = round(time.time() - t0, 1)
         done.append(r)
         e = r.get("rel_error", {})
-        print(f"{r['name']:38} " + (f"alloc {r['measured']['max_allocated'] / 2**30:6.2f} GiB "
-                                    f"pred {r['predicted']['allocated'] / 2**30:6.2f} "
-                                    f"({100 * e['allocated']:+.1f}%)  reserved "
-                                    f"{r['measured']['max_reserved'] / 2**30:6.2f} ({100 * e['reserved']:+.1f}%)"
-                                    if "measured" in r else f"ERROR {r['error'][:120]}")
-              + f"  [{r['seconds']} s]", flush=True)
-    report = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-              "deepspeed": deepspeed.__version__, "transformers": transformers.__version__,
-              "seconds": round(time.time() - started, 1), "bucket_elements": BUCKET, "rows": rows}
+        print(
+            f"{r['name']:38} "
+            + (
+                f"alloc {r['measured']['max_allocated'] / 2**30:6.2f} GiB "
+                f"pred {r['predicted']['allocated'] / 2**30:6.2f} "
+                f"({100 * e['allocated']:+.1f}%)  reserved "
+                f"{r['measured']['max_reserved'] / 2**30:6.2f} ({100 * e['reserved']:+.1f}%)"
+                if "measured" in r
+                else f"ERROR {r['error'][:120]}"
+            )
+            + f"  [{r['seconds']} s]",
+            flush=True,
+        )
+    report = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "deepspeed": deepspeed.__version__,
+        "transformers": transformers.__version__,
+        "seconds": round(time.time() - started, 1),
+        "bucket_elements": BUCKET,
+        "rows": rows,
+    }
     ok = [r for r in rows if "rel_error" in r]
     if ok:
         report["max_abs_rel_error_allocated"] = max(abs(r["rel_error"]["allocated"]) for r in ok)

@@ -7,6 +7,7 @@ same run. Target: each zerowizard command under 0.3 s on this machine.
 
     python benchmarks/startup.py [--runs 7]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,31 @@ import time
 COMMANDS = {
     "python -c pass (floor)": [sys.executable, "-c", "pass"],
     "zerowizard --help": [sys.executable, "-m", "zerowizard", "--help"],
-    "zerowizard estimate": [sys.executable, "-m", "zerowizard", "estimate", "--model", "llama-3-8b",
-                            "--gpus", "8xA100-80GB", "--method", "lora"],
-    "zerowizard --export ds.json": [sys.executable, "-m", "zerowizard", "--export", "ds.json",
-                                    "--model", "llama-3-8b", "--gpus", "8xA100-80GB", "--method", "lora"],
+    "zerowizard estimate": [
+        sys.executable,
+        "-m",
+        "zerowizard",
+        "estimate",
+        "--model",
+        "llama-3-8b",
+        "--gpus",
+        "8xA100-80GB",
+        "--method",
+        "lora",
+    ],
+    "zerowizard --export ds.json": [
+        sys.executable,
+        "-m",
+        "zerowizard",
+        "--export",
+        "ds.json",
+        "--model",
+        "llama-3-8b",
+        "--gpus",
+        "8xA100-80GB",
+        "--method",
+        "lora",
+    ],
     'python -c "import deepspeed"': [sys.executable, "-c", "import deepspeed"],
 }
 

@@ -14,6 +14,7 @@
 
     python benchmarks/tui.py [--runs 5] [--changes 60]    (--runs 0: the repaint only)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 FIRST_FRAME = r"""
 import time, sys
-from zerowizard.plan import Plan
+from zerowizard.core.plan import Plan
 from zerowizard.tui.app import make_app
 app = make_app(Plan(), None)
 
@@ -48,8 +49,7 @@ def first_frame(runs: int) -> tuple[float, float]:
     frames, floors = [], []
     for _ in range(runs):
         t = time.time()
-        r = subprocess.run([sys.executable, "-c", FIRST_FRAME], capture_output=True, text=True, cwd=ROOT,
-                           timeout=60)
+        r = subprocess.run([sys.executable, "-c", FIRST_FRAME], capture_output=True, text=True, cwd=ROOT, timeout=60)
         line = next((x for x in r.stderr.splitlines() if x.startswith("READY ")), None)
         if line is None:
             raise SystemExit(f"the app did not start:\n{r.stderr[-2000:]}")
@@ -64,8 +64,8 @@ async def repaint(changes: int) -> tuple[list[float], list[float], dict]:
     from textual import events
     from textual.widgets import Input
 
-    from zerowizard.hardware import Detection
-    from zerowizard.plan import Plan, update
+    from zerowizard.core.hardware import Detection
+    from zerowizard.core.plan import Plan, update
     from zerowizard.tui.app import make_app
     from zerowizard.tui.screens.plan_screen import PlanScreen
     from zerowizard.tui.widgets.memory_bars import MemoryBars
@@ -95,8 +95,9 @@ async def repaint(changes: int) -> tuple[list[float], list[float], dict]:
 
     MemoryBars.render_line, PlanScreen.show_analysis = timed_render, timed_show
     bars_ms, frame_ms, frames = [], [], []
-    stages: dict[str, list[float]] = {k: [] for k in ("plan", "shown", "plan_cpu", "shown_cpu", "bars_cpu",
-                                                     "frame_cpu")}
+    stages: dict[str, list[float]] = {
+        k: [] for k in ("plan", "shown", "plan_cpu", "shown_cpu", "bars_cpu", "frame_cpu")
+    }
     try:
         async with app.run_test(size=(100, 30)) as pilot:
             display = app._display
@@ -154,25 +155,32 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.runs:  # --runs 0: the repaint only
         frame, floor = first_frame(args.runs)
-        print(f"start to first frame:        {frame * 1000:7.0f} ms  "
-              f"(target < 1000 ms; median of {args.runs})")
+        print(f"start to first frame:        {frame * 1000:7.0f} ms  (target < 1000 ms; median of {args.runs})")
         print(f'python -c "import textual.app": {floor * 1000:5.0f} ms  (the floor)')
     bars, frames, stages = asyncio.run(repaint(args.changes))
     med = statistics.median
     p90 = lambda xs: statistics.quantiles(xs, n=10)[-1]  # noqa: E731
-    print(f"keystroke -> bars render:     {med(bars):7.2f} ms median, p90 {p90(bars):.2f} ms "
-          f"(target < 16 ms; {args.changes} keystrokes)")
+    print(
+        f"keystroke -> bars render:     {med(bars):7.2f} ms median, p90 {p90(bars):.2f} ms "
+        f"(target < 16 ms; {args.changes} keystrokes)"
+    )
     print(f"keystroke -> frame with bars: {med(frames):7.2f} ms median, p90 {p90(frames):.2f} ms")
-    print(f"  wall, of which: the change reaches the screen {med(stages['plan']):.2f} ms, analyze() and the "
-          f"hand-down are done {med(stages['shown']):.2f} ms; the rest is Textual's compositor. Frames per "
-          f"keystroke: {med(stages['frames']):.0f} median, {max(stages['frames'])} at most (1: the typed "
-          "character and the bars in one frame)")
-    print(f"  CPU time of the UI thread: {med(stages['plan_cpu']):.2f} ms to reach the screen, "
-          f"{med(stages['shown_cpu']):.2f} ms to hand the analysis down, "
-          f"{med(stages['bars_cpu']):.2f} ms to the bars, "
-          f"{med(stages['frame_cpu']):.2f} ms to the frame (what the wall figures cost on an idle core)")
-    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
-          "(figures above the targets on a busy machine: rerun when it is idle)")
+    print(
+        f"  wall, of which: the change reaches the screen {med(stages['plan']):.2f} ms, analyze() and the "
+        f"hand-down are done {med(stages['shown']):.2f} ms; the rest is Textual's compositor. Frames per "
+        f"keystroke: {med(stages['frames']):.0f} median, {max(stages['frames'])} at most (1: the typed "
+        "character and the bars in one frame)"
+    )
+    print(
+        f"  CPU time of the UI thread: {med(stages['plan_cpu']):.2f} ms to reach the screen, "
+        f"{med(stages['shown_cpu']):.2f} ms to hand the analysis down, "
+        f"{med(stages['bars_cpu']):.2f} ms to the bars, "
+        f"{med(stages['frame_cpu']):.2f} ms to the frame (what the wall figures cost on an idle core)"
+    )
+    print(
+        f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+        "(figures above the targets on a busy machine: rerun when it is idle)"
+    )
     return 0
 
 

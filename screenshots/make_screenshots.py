@@ -6,6 +6,7 @@
 Scenes are pinned (catalog GPU, fixed host RAM, no NVML, a recorded run), so reruns give the same
 pictures on any machine. PNGs need `pip install cairosvg` (and the system's libcairo).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from tests.tui.scenes import SCENES  # noqa: E402
 
-MONO = '"DejaVu Sans Mono", "Liberation Mono", monospace' 
+MONO = '"DejaVu Sans Mono", "Liberation Mono", monospace'
 
 
 async def render(name: str, size: tuple[int, int], out: Path) -> Path:
@@ -50,8 +51,14 @@ def to_png(svg: Path) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenes", nargs="*", choices=[[], *SCENES], default=[], metavar="SCENE",
-                        help=f"which to render (default: all of {', '.join(SCENES)})")
+    parser.add_argument(
+        "scenes",
+        nargs="*",
+        choices=[[], *SCENES],
+        default=[],
+        metavar="SCENE",
+        help=f"which to render (default: all of {', '.join(SCENES)})",
+    )
     parser.add_argument("--size", default="100x30", help="terminal size COLSxROWS (default 100x30)")
     parser.add_argument("--out", default=str(HERE), help="output folder (default: screenshots/)")
     args = parser.parse_args(argv)

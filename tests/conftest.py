@@ -15,7 +15,21 @@ def zw(tmp_path):
     def run(*args, cwd=None, env=None):
         e = dict(os.environ)
         e.update(env or {})
-        return subprocess.run([sys.executable, "-m", "zerowizard", *map(str, args)], cwd=cwd or tmp_path,
-                              capture_output=True, text=True, env=e, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "zerowizard", *map(str, args)],
+            cwd=cwd or tmp_path,
+            capture_output=True,
+            text=True,
+            env=e,
+            timeout=120,
+        )
 
     return run
+
+
+def pytest_collection_modifyitems(items):
+    """Two tiers: a module that trains for real says ``pytestmark = pytest.mark.slow``; every other
+    test is ``fast`` (``pytest -m fast`` is the edit loop, under a minute; CI runs both)."""
+    for item in items:
+        if item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.fast)

@@ -4,11 +4,14 @@ A fast slice of benchmarks/fidelity.py: ZeRO-2 bf16 full fine-tune and ZeRO-3 bf
 walking the engines' tensors at the end of backward and inside the optimizer step. Keeps the model
 states (weights + grads + optimizer + ZeRO's gradient buffers) within the 2% target.
 """
+
 import os
 import sys
 from pathlib import Path
 
 import pytest
+
+pytestmark = pytest.mark.slow  # real training: the CI tier, not the edit loop
 
 pytest.importorskip("deepspeed")
 pytest.importorskip("transformers")

@@ -1,11 +1,12 @@
 """GPU detection through NVML (a stand-in pynvml module: this machine has no GPU), catalog, --gpus."""
+
 import sys
 import types
 
 import pytest
 
-from zerowizard.hardware import CATALOG, detect_gpus, find_gpu, parse_gpus_flag, resolve_hardware
-from zerowizard.plan import HardwareSection
+from zerowizard.core.hardware import CATALOG, detect_gpus, find_gpu, parse_gpus_flag, resolve_hardware
+from zerowizard.core.plan import HardwareSection
 
 
 def fake_nvml(count=4, fail=None):
@@ -69,8 +70,15 @@ def test_catalog_and_aliases():
     assert find_gpu("Tesla V100-SXM2-32GB") is None or find_gpu("V100-SXM2-32GB").name == "V100-32GB"
 
 
-@pytest.mark.parametrize("text, expect", [("8xA100-80GB", (8, "A100-80GB")), ("4", (4, None)),
-                                          ("H100-80GB", (None, "H100-80GB")), ("2 x T4-16GB", (2, "T4-16GB"))])
+@pytest.mark.parametrize(
+    "text, expect",
+    [
+        ("8xA100-80GB", (8, "A100-80GB")),
+        ("4", (4, None)),
+        ("H100-80GB", (None, "H100-80GB")),
+        ("2 x T4-16GB", (2, "T4-16GB")),
+    ],
+)
 def test_parse_gpus_flag(text, expect):
     assert parse_gpus_flag(text) == expect
 

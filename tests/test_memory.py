@@ -1,15 +1,20 @@
 """The memory model against the guide's formulas and known figures."""
+
 import pytest
 
-from zerowizard.core import analyze
-from zerowizard.memory import GIB, LINEARS_PER_LAYER, QLORA_MODULE_CONST_BYTES, Variant, qlora_weight_bytes
-from zerowizard.plan import plan_from_dict
+from zerowizard.core.analysis import analyze
+from zerowizard.core.memory import LINEARS_PER_LAYER, QLORA_MODULE_CONST_BYTES, Variant, qlora_weight_bytes
+from zerowizard.core.plan import plan_from_dict
+from zerowizard.core.text import GIB
 
 
 def _analysis(**kw):
-    data = {"model": {"name": "x", "params": 7_000_000_000}, "method": {"type": "full"},
-            "hardware": {"gpu": "A100-80GB", "gpus_per_node": 8, "host_ram_gb": 2048},
-            "batch": {"micro_batch": 1, "seq_len": 2048}}
+    data = {
+        "model": {"name": "x", "params": 7_000_000_000},
+        "method": {"type": "full"},
+        "hardware": {"gpu": "A100-80GB", "gpus_per_node": 8, "host_ram_gb": 2048},
+        "batch": {"micro_batch": 1, "seq_len": 2048},
+    }
     for k, v in kw.items():
         data[k] = v if not isinstance(v, dict) else {**data.get(k, {}), **v}
     return analyze(plan_from_dict(data))
@@ -42,8 +47,15 @@ def test_nodes_multiply_world_size():
 
 
 def test_lora_frozen_base_has_no_grads_or_optimizer():
-    a = analyze(plan_from_dict({"model": "llama-3-8b", "method": {"type": "lora", "lora_r": 64},
-                                "hardware": {"gpu": "A100-80GB", "gpus_per_node": 4}}))
+    a = analyze(
+        plan_from_dict(
+            {
+                "model": "llama-3-8b",
+                "method": {"type": "lora", "lora_r": 64},
+                "hardware": {"gpu": "A100-80GB", "gpus_per_node": 4},
+            }
+        )
+    )
     total, t = a.params_total, a.params_trainable
     assert t == 167_772_160
     e2 = next(e for e in a.estimates if e.variant == Variant(2))
@@ -55,8 +67,9 @@ def test_lora_frozen_base_has_no_grads_or_optimizer():
 
 
 def test_qlora_base_is_four_bit_plus_constants():
-    a = analyze(plan_from_dict({"model": "llama-3-8b", "method": "qlora",
-                                "hardware": {"gpu": "A10-24GB", "gpus_per_node": 1}}))
+    a = analyze(
+        plan_from_dict({"model": "llama-3-8b", "method": "qlora", "hardware": {"gpu": "A10-24GB", "gpus_per_node": 1}})
+    )
     spec = a.model
     e = next(e for e in a.estimates if e.variant == Variant(0))
     q = spec.quantizable_params
@@ -80,7 +93,10 @@ def test_offload_moves_optimizer_and_params_to_host():
 
 def test_activations_grow_with_batch_and_fall_with_checkpointing():
     base = _analysis(batch={"grad_checkpointing": False})
-    act = lambda a: a.estimates[0].per_gpu.activations
+
+    def act(a):
+        return a.estimates[0].per_gpu.activations
+
     double = _analysis(batch={"grad_checkpointing": False, "micro_batch": 2})
     ckpt = _analysis(batch={"grad_checkpointing": True})
     assert act(double) == 2 * act(base)
@@ -90,7 +106,7 @@ def test_activations_grow_with_batch_and_fall_with_checkpointing():
 def test_buffers_follow_bucket_sizes():
     from dataclasses import replace
 
-    from zerowizard.memory import estimate_variant
+    from zerowizard.core.memory import estimate_variant
 
     a = _analysis()
     w = a.workload
@@ -120,8 +136,10 @@ def test_recommendation_is_lowest_stage_that_fits():
 
 
 def test_nothing_fits_suggests_cheapest_change():
-    a = _analysis(hardware={"gpus_per_node": 1, "gpu": "RTX4090-24GB", "host_ram_gb": 64},
-                  batch={"grad_checkpointing": False, "micro_batch": 4})
+    a = _analysis(
+        hardware={"gpus_per_node": 1, "gpu": "RTX4090-24GB", "host_ram_gb": 64},
+        batch={"grad_checkpointing": False, "micro_batch": 4},
+    )
     assert a.recommended is None
     assert any(p.severity == "error" and "run out of memory" in p.message for p in a.problems)
 
@@ -129,8 +147,7 @@ def test_nothing_fits_suggests_cheapest_change():
 def test_estimate_is_fast():
     import time
 
-    p = plan_from_dict({"model": "llama-3-70b", "method": "lora", "hardware": {"gpu": "H100-80GB",
-                                                                             "gpus_per_node": 8}})
+    p = plan_from_dict({"model": "llama-3-70b", "method": "lora", "hardware": {"gpu": "H100-80GB", "gpus_per_node": 8}})
     t = time.perf_counter()
     for _ in range(50):
         analyze(p)

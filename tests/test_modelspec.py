@@ -1,14 +1,21 @@
 """Analytic parameter counts: published totals, and transformers/peft on the meta device."""
+
 import json
 
 import pytest
 
-from zerowizard.modelspec import ModelNotFound, catalog, resolve_model
+from zerowizard.core.modelspec import ModelNotFound, catalog, resolve_model
 
 PUBLISHED = {  # sum(p.numel()) of the released checkpoints
-    "llama-3-8b": 8_030_261_248, "llama-2-7b": 6_738_415_616, "llama-2-13b": 13_015_864_320,
-    "mistral-7b": 7_241_732_096, "qwen2.5-7b": 7_615_616_512, "qwen2.5-0.5b": 494_032_768,
-    "gemma-2-9b": 9_241_705_984, "llama-3-70b": 70_553_706_496, "qwen2.5-72b": 72_706_203_648,
+    "llama-3-8b": 8_030_261_248,
+    "llama-2-7b": 6_738_415_616,
+    "llama-2-13b": 13_015_864_320,
+    "mistral-7b": 7_241_732_096,
+    "qwen2.5-7b": 7_615_616_512,
+    "qwen2.5-0.5b": 494_032_768,
+    "gemma-2-9b": 9_241_705_984,
+    "llama-3-70b": 70_553_706_496,
+    "qwen2.5-72b": 72_706_203_648,
     "internlm2-chat-7b": 7_737_708_544,
 }
 
@@ -26,10 +33,15 @@ def _hf_config(spec):
     from transformers import AutoConfig
 
     c = spec.card
-    kw = dict(hidden_size=c["hidden_size"], intermediate_size=c["intermediate_size"],
-              num_hidden_layers=c["num_hidden_layers"], num_attention_heads=c["num_attention_heads"],
-              num_key_value_heads=c["num_key_value_heads"], vocab_size=c["vocab_size"],
-              tie_word_embeddings=c["tie_word_embeddings"])
+    kw = dict(
+        hidden_size=c["hidden_size"],
+        intermediate_size=c["intermediate_size"],
+        num_hidden_layers=c["num_hidden_layers"],
+        num_attention_heads=c["num_attention_heads"],
+        num_key_value_heads=c["num_key_value_heads"],
+        vocab_size=c["vocab_size"],
+        tie_word_embeddings=c["tie_word_embeddings"],
+    )
     if "head_dim" in c:
         kw["head_dim"] = c["head_dim"]
     return AutoConfig.for_model(spec.family, **kw)
@@ -60,8 +72,16 @@ def test_counts_equal_transformers_and_peft_on_meta(name):
 
 
 def test_local_directory(tmp_path):
-    cfg = dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-               num_attention_heads=14, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)
+    cfg = dict(
+        model_type="qwen2",
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    )
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     spec = resolve_model(str(tmp_path))
     assert spec.source == "local" and spec.total_params == PUBLISHED["qwen2.5-0.5b"]

@@ -1,6 +1,6 @@
 import pytest
 
-from zerowizard.plan import PlanError, Plan, dump_plan, load_plan, parse_count, plan_from_dict, update
+from zerowizard.core.plan import Plan, PlanError, dump_plan, load_plan, parse_count, plan_from_dict, update
 
 
 def test_defaults_and_short_forms():
@@ -11,9 +11,14 @@ def test_defaults_and_short_forms():
 
 def test_every_error_reported_together_with_did_you_mean():
     with pytest.raises(PlanError) as exc:
-        plan_from_dict({"batch": {"micro_bach": 2, "seq_len": -5, "grad_accum": "many"},
-                        "methd": {"type": "lora"}, "precision": "bf61",
-                        "zero": {"stage": 7, "offload_param": "gpu"}})
+        plan_from_dict(
+            {
+                "batch": {"micro_bach": 2, "seq_len": -5, "grad_accum": "many"},
+                "methd": {"type": "lora"},
+                "precision": "bf61",
+                "zero": {"stage": 7, "offload_param": "gpu"},
+            }
+        )
     errs = exc.value.errors
     text = "\n".join(errs)
     assert "batch.micro_bach: unknown key; did you mean 'micro_batch'?" in text
@@ -26,15 +31,18 @@ def test_every_error_reported_together_with_did_you_mean():
     assert len(errs) == 7
 
 
-@pytest.mark.parametrize("data, needle", [
-    ({"batch": {"micro_batch": 0}}, "batch.micro_batch: 0 is below the minimum 1"),
-    ({"batch": {"grad_checkpointing": "yes"}}, "expected true or false"),
-    ({"hardware": {"nodes": 1.5}}, "hardware.nodes: expected a whole number"),
-    ({"max_grad_norm": -1}, "max_grad_norm: -1.0 is below the minimum 0.0"),
-    ({"batch": []}, "batch: expected a mapping"),
-    (["not", "a", "mapping"], "plan: expected a mapping"),
-    ({"method": {"target_modules": []}}, "expected a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "data, needle",
+    [
+        ({"batch": {"micro_batch": 0}}, "batch.micro_batch: 0 is below the minimum 1"),
+        ({"batch": {"grad_checkpointing": "yes"}}, "expected true or false"),
+        ({"hardware": {"nodes": 1.5}}, "hardware.nodes: expected a whole number"),
+        ({"max_grad_norm": -1}, "max_grad_norm: -1.0 is below the minimum 0.0"),
+        ({"batch": []}, "batch: expected a mapping"),
+        (["not", "a", "mapping"], "plan: expected a mapping"),
+        ({"method": {"target_modules": []}}, "expected a non-empty list"),
+    ],
+)
 def test_wrong_types_and_ranges(data, needle):
     with pytest.raises(PlanError) as exc:
         plan_from_dict(data)
@@ -57,8 +65,10 @@ def test_malformed_yaml_and_missing_file(tmp_path):
         load_plan(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("text, n", [("7B", 7_000_000_000), ("350M", 350_000_000), ("1.5e9", 1_500_000_000),
-                                     ("70b", 70_000_000_000), (1234, 1234)])
+@pytest.mark.parametrize(
+    "text, n",
+    [("7B", 7_000_000_000), ("350M", 350_000_000), ("1.5e9", 1_500_000_000), ("70b", 70_000_000_000), (1234, 1234)],
+)
 def test_parse_count(text, n):
     assert parse_count(text) == n
 

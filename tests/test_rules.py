@@ -1,10 +1,10 @@
 """One test per rule: each problem names the field and carries a fix."""
+
 import json
 
-
-from zerowizard.core import analyze
-from zerowizard.dsrules import check_ds_config
-from zerowizard.plan import plan_from_dict
+from zerowizard.core.analysis import analyze
+from zerowizard.core.dsrules import check_ds_config
+from zerowizard.core.plan import plan_from_dict
 
 
 def problems(**data):
@@ -58,15 +58,27 @@ def test_unknown_model_and_gpu():
 
 
 def test_memory_over_the_gpu_with_cheapest_fix():
-    p = find(problems(model="llama-3-70b", method="full", hardware={"gpus_per_node": 1}),
-             "error", "zero.stage", "run out of memory")
+    p = find(
+        problems(model="llama-3-70b", method="full", hardware={"gpus_per_node": 1}),
+        "error",
+        "zero.stage",
+        "run out of memory",
+    )
     assert p.fix
 
 
 def test_host_ram_too_small_for_offload():
-    find(problems(model="llama-3-70b", method="full", deepspeed="deepspeed_zero3_offload",
-                  hardware={"gpus_per_node": 8, "host_ram_gb": 64}),
-         "error", "hardware.host_ram_gb", "host RAM")
+    find(
+        problems(
+            model="llama-3-70b",
+            method="full",
+            deepspeed="deepspeed_zero3_offload",
+            hardware={"gpus_per_node": 8, "host_ram_gb": 64},
+        ),
+        "error",
+        "hardware.host_ram_gb",
+        "host RAM",
+    )
 
 
 def test_higher_stage_than_needed_is_a_warning_not_an_error():
@@ -98,13 +110,18 @@ def test_sequence_longer_than_context():
 
 # -- the JSON as written ----------------------------------------------------------------------
 
+
 def ds(cfg, **kw):
     return check_ds_config(cfg, **kw)
 
 
 def test_json_unknown_top_level_key_did_you_mean():
-    p = find(ds({"train_micro_batch_size_per_gpu": 1, "zero_optimisation": {"stage": 2}}), "error",
-             "zero_optimisation", "silently ignore")
+    p = find(
+        ds({"train_micro_batch_size_per_gpu": 1, "zero_optimisation": {"stage": 2}}),
+        "error",
+        "zero_optimisation",
+        "silently ignore",
+    )
     assert p.fix == "did you mean 'zero_optimization'?"
 
 
@@ -120,22 +137,45 @@ def test_json_fp16_and_bf16_both_enabled():
 
 
 def test_json_batch_arithmetic_shows_the_sum():
-    p = find(ds({"train_batch_size": 64, "train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2},
-                world_size=4), "error", "train_batch_size", "4 x accumulation 2 x 4 GPUs = 32")
+    p = find(
+        ds(
+            {"train_batch_size": 64, "train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2},
+            world_size=4,
+        ),
+        "error",
+        "train_batch_size",
+        "4 x accumulation 2 x 4 GPUs = 32",
+    )
     assert "32" in p.fix
 
 
 def test_json_offload_param_below_stage3_and_ratio():
-    ps = ds({"zero_optimization": {"stage": 2, "offload_param": {"device": "cpu"},
-                                   "offload_optimizer": {"device": "cpu", "ratio": 0.3}}})
+    ps = ds(
+        {
+            "zero_optimization": {
+                "stage": 2,
+                "offload_param": {"device": "cpu"},
+                "offload_optimizer": {"device": "cpu", "ratio": 0.3},
+            }
+        }
+    )
     find(ps, "error", "zero_optimization.offload_param", "only with ZeRO-3")
     find(ps, "error", "zero_optimization.offload_optimizer.ratio", "ZeRO-3")
 
 
 def test_json_nvme_without_path_and_invalid_values():
-    ps = ds({"train_micro_batch_size_per_gpu": 0, "gradient_clipping": -1,
-             "zero_optimization": {"stage": 5, "offload_optimizer": {"device": "disk"},
-                                   "offload_param": {"device": "nvme"}, "reduce_bucket_size": -3}})
+    ps = ds(
+        {
+            "train_micro_batch_size_per_gpu": 0,
+            "gradient_clipping": -1,
+            "zero_optimization": {
+                "stage": 5,
+                "offload_optimizer": {"device": "disk"},
+                "offload_param": {"device": "nvme"},
+                "reduce_bucket_size": -3,
+            },
+        }
+    )
     find(ps, "error", "train_micro_batch_size_per_gpu", "positive")
     find(ps, "error", "gradient_clipping", ">= 0")
     find(ps, "error", "zero_optimization.stage", "0, 1, 2 or 3")
@@ -150,8 +190,12 @@ def test_json_bf16_on_v100_and_fp16_on_cpu():
 
 
 def test_json_unknown_zero_key():
-    find(ds({"zero_optimization": {"stage": 2, "overlap_com": True}}), "error", "zero_optimization.overlap_com",
-         "unknown ZeRO key")
+    find(
+        ds({"zero_optimization": {"stage": 2, "overlap_com": True}}),
+        "error",
+        "zero_optimization.overlap_com",
+        "unknown ZeRO key",
+    )
 
 
 def test_clean_presets_have_no_errors():

@@ -3,14 +3,15 @@
 Bare `zerowizard` opens the wizard; the subcommands run headless on the same core.
 Exit codes: 0 ok, 2 invalid input (a plan or JSON with errors), 1 runtime failure, 130/143 stopped.
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
 
+from .core.plan import PlanError
 from .planflags import add_plan_arguments, plan_from_args
-from .plan import PlanError
 
 EPILOG = """examples:
   zerowizard                                        open the wizard (loads ./zerowizard.yaml if present)
@@ -38,42 +39,68 @@ def _plan_parser() -> argparse.ArgumentParser:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     common = _plan_parser()
     parser = argparse.ArgumentParser(
-        prog="zerowizard", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="zerowizard",
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Plan, check and run DeepSpeed ZeRO fine-tuning (full, LoRA, QLoRA): which ZeRO stage "
-                    "fits your GPUs, and the exact DeepSpeed JSON to run.",
-        epilog=EPILOG)
+        "fits your GPUs, and the exact DeepSpeed JSON to run.",
+        epilog=EPILOG,
+    )
     parser.add_argument("--export", metavar="DS.json", help="write the final DeepSpeed JSON and exit (no UI)")
     parser.add_argument("--save-plan", metavar="PLAN.yaml", help="write the resolved plan (YAML) and exit")
-    parser.add_argument("--export-sbatch", metavar="JOB.sh",
-                        help="write an sbatch script for the plan (the DeepSpeed JSON and plan beside it) and exit")
+    parser.add_argument(
+        "--export-sbatch",
+        metavar="JOB.sh",
+        help="write an sbatch script for the plan (the DeepSpeed JSON and plan beside it) and exit",
+    )
     parser.add_argument("--partition", help="sbatch: SLURM partition")
     parser.add_argument("--time", help="sbatch: time limit, e.g. 24:00:00")
     parser.add_argument("--account", help="sbatch: SLURM account")
     parser.add_argument("--version", action="store_true", help="print the version")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     fmt = argparse.RawDescriptionHelpFormatter
-    est = sub.add_parser("estimate", parents=[common], formatter_class=fmt,
-                         help="per-GPU memory for every ZeRO stage and offload variant",
-                         epilog="examples:\n  zerowizard estimate --model llama-3-70b --method qlora --gpus 8xA100-80GB\n"
-                                "  zerowizard estimate --params 13B --gpus 4xA100-40GB --json")
+    est = sub.add_parser(
+        "estimate",
+        parents=[common],
+        formatter_class=fmt,
+        help="per-GPU memory for every ZeRO stage and offload variant",
+        epilog="examples:\n  zerowizard estimate --model llama-3-70b --method qlora --gpus 8xA100-80GB\n"
+        "  zerowizard estimate --params 13B --gpus 4xA100-40GB --json",
+    )
     est.add_argument("--json", action="store_true", help="machine-readable output (bytes as integers)")
-    val = sub.add_parser("validate", parents=[common], formatter_class=fmt,
-                         help="check a plan (YAML) or a DeepSpeed JSON; exit 2 on any error",
-                         epilog="examples:\n  zerowizard validate ds.json --gpus 8\n  zerowizard validate plan.yaml\n"
-                                "  zerowizard validate ds.json --deepspeed-check   (also parse with DeepSpeed)")
+    val = sub.add_parser(
+        "validate",
+        parents=[common],
+        formatter_class=fmt,
+        help="check a plan (YAML) or a DeepSpeed JSON; exit 2 on any error",
+        epilog="examples:\n  zerowizard validate ds.json --gpus 8\n  zerowizard validate plan.yaml\n"
+        "  zerowizard validate ds.json --deepspeed-check   (also parse with DeepSpeed)",
+    )
     val.add_argument("file", metavar="FILE", help="a plan .yaml or a DeepSpeed .json")
-    val.add_argument("--deepspeed-check", action="store_true",
-                     help="also parse the result with DeepSpeed's own config parser (imports DeepSpeed)")
+    val.add_argument(
+        "--deepspeed-check",
+        action="store_true",
+        help="also parse the result with DeepSpeed's own config parser (imports DeepSpeed)",
+    )
     val.add_argument("--json", action="store_true", help="machine-readable output")
-    gp = sub.add_parser("gpus", formatter_class=fmt, help="the GPUs NVML sees, or the catalog",
-                        epilog="examples:\n  zerowizard gpus\n  zerowizard gpus --catalog --json")
+    gp = sub.add_parser(
+        "gpus",
+        formatter_class=fmt,
+        help="the GPUs NVML sees, or the catalog",
+        epilog="examples:\n  zerowizard gpus\n  zerowizard gpus --catalog --json",
+    )
     gp.add_argument("--json", action="store_true")
     gp.add_argument("--catalog", action="store_true", help="list the GPU catalog used by --gpus NxNAME")
     sub.add_parser("presets", help="DeepSpeed presets, model cards and recipes")
-    run = sub.add_parser("run", parents=[common], formatter_class=fmt, help="train (headless: rich progress)",
-                         epilog="examples:\n  zerowizard run --headless\n"
-                                "  zerowizard run --headless --plan plan.yaml --output work_dirs/exp1\n"
-                                "  NPROC_PER_NODE=8 zerowizard run --headless --recipe llama3_8b_lora_alpaca_e3")
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        formatter_class=fmt,
+        help="train (headless: rich progress)",
+        epilog="examples:\n  zerowizard run --headless\n"
+        "  zerowizard run --headless --plan plan.yaml --output work_dirs/exp1\n"
+        "  NPROC_PER_NODE=8 zerowizard run --headless --recipe llama3_8b_lora_alpaca_e3",
+    )
     if command == "run":
         from .runner.launch import add_run_arguments
 
@@ -129,8 +156,12 @@ def _dispatch(args) -> int:
         from .commands import cmd_validate
 
         return cmd_validate(args)
-    if cmd is None and getattr(args, "plan", None) is None and os.path.isfile("zerowizard.yaml") \
-            and not (args.export or args.save_plan or args.export_sbatch):
+    if (
+        cmd is None
+        and getattr(args, "plan", None) is None
+        and os.path.isfile("zerowizard.yaml")
+        and not (args.export or args.save_plan or args.export_sbatch)
+    ):
         args.plan = "zerowizard.yaml"
     plan = plan_from_args(args)
     if cmd == "estimate":

@@ -1,13 +1,14 @@
 """The headless subcommands: estimate, validate, --export, gpus, presets (printing with rich)."""
+
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
 
-from .core import Analysis, analyze, estimate_json
-from .memory import GIB
-from .problems import Problem, errors, sort_problems
+from .core.analysis import Analysis, analyze, estimate_json
+from .core.problems import Problem, errors, sort_problems
+from .core.text import fmt_cc, gib_figure
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -20,31 +21,31 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
-def _g(n: int) -> str:
-    return f"{n / GIB:.1f}"
-
-
 def print_problems(problems, console=None) -> None:
     console = console or _console()
     for p in sort_problems(problems):
         fix = f"\n    fix: {p.fix}" if p.fix else ""
-        console.print(f"[{STYLE[p.severity]}]{p.severity:7s}[/] [bold]{p.field}[/]: {p.message}{fix}",
-                      markup=True)
+        console.print(f"[{STYLE[p.severity]}]{p.severity:7s}[/] [bold]{p.field}[/]: {p.message}{fix}", markup=True)
 
 
 def _header(a: Analysis) -> str:
     hw, m = a.hardware, a.model
-    gpu = "CPU ranks" if hw.is_cpu else f"{hw.name} ({_g(hw.memory_bytes)} GiB)"
-    cc = f", cc {'.'.join(map(str, hw.compute_capability))}" if hw.compute_capability else ""
-    model = f"{m.name}: {a.params_total / 1e9:.2f}B params, {a.params_trainable / 1e6:,.1f}M trainable" if m \
+    gpu = "CPU ranks" if hw.is_cpu else f"{hw.name} ({gib_figure(hw.memory_bytes)} GiB)"
+    cc = f", cc {fmt_cc(hw.compute_capability)}" if hw.compute_capability else ""
+    model = (
+        f"{m.name}: {a.params_total / 1e9:.2f}B params, {a.params_trainable / 1e6:,.1f}M trainable"
+        if m
         else "model unknown"
+    )
     meth = a.plan.method
     lora = f" r={meth.lora_r}" if meth.type != "full" else ""
     b = a.plan.batch
-    return (f"{hw.nodes} node(s) x {hw.gpus_per_node} x {gpu}{cc} = world size {hw.world_size}\n"
-            f"{model}; {meth.type}{lora}; {a.precision} ({a.precision_reason})\n"
-            f"micro batch {b.micro_batch} x accumulation {b.grad_accum}, {b.seq_len} tokens, "
-            f"gradient checkpointing {'on' if b.grad_checkpointing else 'off'}")
+    return (
+        f"{hw.nodes} node(s) x {hw.gpus_per_node} x {gpu}{cc} = world size {hw.world_size}\n"
+        f"{model}; {meth.type}{lora}; {a.precision} ({a.precision_reason})\n"
+        f"micro batch {b.micro_batch} x accumulation {b.grad_accum}, {b.seq_len} tokens, "
+        f"gradient checkpointing {'on' if b.grad_checkpointing else 'off'}"
+    )
 
 
 def cmd_estimate(args, plan) -> int:
@@ -59,34 +60,65 @@ def cmd_estimate(args, plan) -> int:
     if a.estimates:
         from rich import box
 
-        t = Table(title="per GPU, GiB" if not a.hardware.is_cpu else "per rank, GiB", title_justify="left",
-                  box=box.SIMPLE_HEAD)
-        for col in ("", "stage", "offload opt/param", "weights", "grads", "optim", "activ", "buffers",
-                    "overhead", "total", "host/node", "fits"):
-            t.add_column(col, justify="left" if col in ("", "stage", "offload opt/param") else "right",
-                         no_wrap=True)
+        t = Table(
+            title="per GPU, GiB" if not a.hardware.is_cpu else "per rank, GiB",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        for col in (
+            "",
+            "stage",
+            "offload opt/param",
+            "weights",
+            "grads",
+            "optim",
+            "activ",
+            "buffers",
+            "overhead",
+            "total",
+            "host/node",
+            "fits",
+        ):
+            t.add_column(col, justify="left" if col in ("", "stage", "offload opt/param") else "right", no_wrap=True)
         sel = a.selected.variant if a.selected else None
         rec = a.recommended.variant if a.recommended else None
         for e in a.estimates:
             b = e.per_gpu
             mark = ("★" if e.variant == rec else " ") + ("▶" if e.variant == sel else " ")
             v = e.variant
-            off = "-" if v.offload_optimizer == v.offload_param == "none" else \
-                f"{v.offload_optimizer.replace('none', '-')}/{v.offload_param.replace('none', '-')}"
+            off = (
+                "-"
+                if v.offload_optimizer == v.offload_param == "none"
+                else f"{v.offload_optimizer.replace('none', '-')}/{v.offload_param.replace('none', '-')}"
+            )
             fits = "[green]yes[/]" if e.fits else ("[red]no (host)[/]" if e.fits_gpu else "[red]no[/]")
-            t.add_row(mark, f"ZeRO-{v.stage}", off, _g(b.weights), _g(b.grads), _g(b.optimizer), _g(b.activations),
-                      _g(b.buffers), _g(b.overhead), f"[bold]{_g(b.total)}[/]", _g(e.per_node_host), fits)
+            t.add_row(
+                mark,
+                f"ZeRO-{v.stage}",
+                off,
+                gib_figure(b.weights),
+                gib_figure(b.grads),
+                gib_figure(b.optimizer),
+                gib_figure(b.activations),
+                gib_figure(b.buffers),
+                gib_figure(b.overhead),
+                f"[bold]{gib_figure(b.total)}[/]",
+                gib_figure(e.per_node_host),
+                fits,
+            )
         con.print(t)
         con.print("★ recommended  ▶ the plan's choice")
-        con.print(f"[bold]recommended:[/] {a.recommendation_reason}"
-                  + (f"\n  {a.recommended.variant.flags}" if a.recommended else ""))
+        con.print(
+            f"[bold]recommended:[/] {a.recommendation_reason}"
+            + (f"\n  {a.recommended.variant.flags}" if a.recommended else "")
+        )
     print_problems(a.problems, con)
     return 2 if a.model is None else 0
 
 
 def cmd_export(args, plan) -> int:
-    from .dsconfig import write_json_atomic, write_text_atomic
-    from .plan import dump_plan
+    from .core.dsconfig import write_json_atomic, write_text_atomic
+    from .core.plan import dump_plan
 
     a = analyze(plan)
     err = _console(stderr=True)
@@ -134,9 +166,9 @@ def _looks_like_json(path: Path) -> bool:
 
 
 def cmd_validate(args) -> int:
-    from .dsconfig import DsConfigError, build, deepspeed_check, read_json
-    from .dsrules import check_ds_config
-    from .plan import PlanError, replace
+    from .core.dsconfig import DsConfigError, build, deepspeed_check, read_json
+    from .core.dsrules import check_ds_config
+    from .core.plan import PlanError, replace
     from .planflags import plan_from_args
 
     path = Path(args.file)
@@ -154,20 +186,36 @@ def cmd_validate(args) -> int:
         plan = replace(plan, deepspeed=str(path))
         a = analyze(plan)
         hw = a.hardware
-        problems = check_ds_config(cfg, world_size=hw.world_size, compute_capability=hw.compute_capability,
-                                   is_cpu=hw.is_cpu)
-        overrides = build(plan, precision=a.precision, world_size=hw.world_size,
-                          hidden_size=a.model.hidden_size if a.model else None, base=cfg).overrides
+        problems = check_ds_config(
+            cfg, world_size=hw.world_size, compute_capability=hw.compute_capability, is_cpu=hw.is_cpu
+        )
+        overrides = build(
+            plan,
+            precision=a.precision,
+            world_size=hw.world_size,
+            hidden_size=a.model.hidden_size if a.model else None,
+            base=cfg,
+        ).overrides
         ds_errors = []
         if args.deepspeed_check:
             built = build(plan, precision=a.precision, world_size=hw.world_size, base=cfg).config
             ds_errors = deepspeed_check(built, hw.world_size)
             problems += [Problem("error", "deepspeed", e, "fix the field DeepSpeed names") for e in ds_errors]
         if args.json:
-            print(json.dumps({"file": str(path), "kind": "deepspeed",
-                              "problems": [p.as_dict() for p in sort_problems(problems)],
-                              "overrides": [{"key": o.key, "old": _j(o.old), "new": _j(o.new), "kind": o.kind,
-                                             "why": o.why} for o in overrides]}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "file": str(path),
+                        "kind": "deepspeed",
+                        "problems": [p.as_dict() for p in sort_problems(problems)],
+                        "overrides": [
+                            {"key": o.key, "old": _j(o.old), "new": _j(o.new), "kind": o.kind, "why": o.why}
+                            for o in overrides
+                        ],
+                    },
+                    indent=2,
+                )
+            )
         else:
             con.print(f"{path}: DeepSpeed JSON as written, world size {hw.world_size}")
             print_problems(problems, con)
@@ -185,17 +233,31 @@ def cmd_validate(args) -> int:
         plan = plan_from_args(args)
     except PlanError as exc:
         if args.json:
-            print(json.dumps({"file": str(path), "kind": "plan", "problems": [
-                {"severity": "error", "field": e.split(":", 1)[0], "message": e.split(":", 1)[-1].strip(),
-                 "fix": ""} for e in exc.errors]}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "file": str(path),
+                        "kind": "plan",
+                        "problems": [
+                            {
+                                "severity": "error",
+                                "field": e.split(":", 1)[0],
+                                "message": e.split(":", 1)[-1].strip(),
+                                "fix": "",
+                            }
+                            for e in exc.errors
+                        ],
+                    },
+                    indent=2,
+                )
+            )
         else:
             for e in exc.errors:
                 con.print(f"[bold red]error  [/] {e}")
         return 2
     a = analyze(plan)
     if args.json:
-        print(json.dumps({"file": str(path), "kind": "plan", "problems": [p.as_dict() for p in a.problems]},
-                         indent=2))
+        print(json.dumps({"file": str(path), "kind": "plan", "problems": [p.as_dict() for p in a.problems]}, indent=2))
     else:
         con.print(f"{path}: plan")
         con.print(_header(a))
@@ -208,43 +270,79 @@ def _j(v):
 
 
 def cmd_gpus(args) -> int:
-    from .hardware import CATALOG, detect_gpus, host_ram_bytes
+    from .core.hardware import CATALOG, detect_gpus, host_ram_bytes
 
     det = None if args.catalog else detect_gpus()
     if args.json:
         if args.catalog:
-            print(json.dumps([{"name": g.name, "memory_bytes": g.memory_bytes,
-                               "compute_capability": ".".join(map(str, g.compute_capability))}
-                              for g in CATALOG.values()], indent=2))
+            print(
+                json.dumps(
+                    [
+                        {
+                            "name": g.name,
+                            "memory_bytes": g.memory_bytes,
+                            "compute_capability": fmt_cc(g.compute_capability),
+                        }
+                        for g in CATALOG.values()
+                    ],
+                    indent=2,
+                )
+            )
         else:
-            print(json.dumps({"driver": det.driver, "note": det.note, "host_ram_bytes": host_ram_bytes(),
-                              "gpus": [{"index": g.index, "name": g.name, "memory_bytes": g.memory_bytes,
-                                        "free_bytes": g.free_bytes,
-                                        "compute_capability": ".".join(map(str, g.compute_capability))}
-                                       for g in det.gpus]}, indent=2))
+            print(
+                json.dumps(
+                    {
+                        "driver": det.driver,
+                        "note": det.note,
+                        "host_ram_bytes": host_ram_bytes(),
+                        "gpus": [
+                            {
+                                "index": g.index,
+                                "name": g.name,
+                                "memory_bytes": g.memory_bytes,
+                                "free_bytes": g.free_bytes,
+                                "compute_capability": fmt_cc(g.compute_capability),
+                            }
+                            for g in det.gpus
+                        ],
+                    },
+                    indent=2,
+                )
+            )
         return 0
     from rich.table import Table
 
     con = _console()
     if det is not None:
-        con.print(f"host RAM {_g(host_ram_bytes())} GiB; NVIDIA driver {det.driver or '-'}")
+        con.print(f"host RAM {gib_figure(host_ram_bytes())} GiB; NVIDIA driver {det.driver or '-'}")
         if det.gpus:
             t = Table()
             for c in ("index", "name", "memory GiB", "free GiB", "compute capability"):
                 t.add_column(c)
             for g in det.gpus:
-                t.add_row(str(g.index), g.name, _g(g.memory_bytes), _g(g.free_bytes),
-                          ".".join(map(str, g.compute_capability)))
+                t.add_row(
+                    str(g.index),
+                    g.name,
+                    gib_figure(g.memory_bytes),
+                    gib_figure(g.free_bytes),
+                    fmt_cc(g.compute_capability),
+                )
             con.print(t)
             return 0
-        con.print(f"[yellow]{det.note}[/]; plans use the CPU accelerator unless you name GPUs "
-                  "(--gpus 8xA100-80GB). The catalog:")
+        con.print(
+            f"[yellow]{det.note}[/]; plans use the CPU accelerator unless you name GPUs "
+            "(--gpus 8xA100-80GB). The catalog:"
+        )
     t = Table()
     for c in ("name", "memory GiB", "compute capability", "bf16"):
         t.add_column(c)
     for g in CATALOG.values():
-        t.add_row(g.name, _g(g.memory_bytes), ".".join(map(str, g.compute_capability)),
-                  "yes" if g.compute_capability >= (8, 0) else "no (fp16)")
+        t.add_row(
+            g.name,
+            gib_figure(g.memory_bytes),
+            fmt_cc(g.compute_capability),
+            "yes" if g.compute_capability >= (8, 0) else "no (fp16)",
+        )
     con.print(t)
     return 0
 
@@ -252,10 +350,10 @@ def cmd_gpus(args) -> int:
 def cmd_presets() -> int:
     from rich.table import Table
 
-    from .dsconfig import load_base, zero_settings
-    from .modelspec import catalog, resolve_model
-    from .plan import PRESET_NAMES, Plan
-    from .recipes import list_recipes
+    from .core.dsconfig import load_base, zero_settings
+    from .core.modelspec import catalog, resolve_model
+    from .core.plan import PRESET_NAMES, Plan
+    from .core.recipes import list_recipes
 
     con = _console()
     t = Table(title="DeepSpeed presets (--deepspeed NAME)", title_justify="left")
@@ -270,8 +368,15 @@ def cmd_presets() -> int:
         t.add_column(c)
     for name in catalog():
         s = resolve_model(name)
-        t.add_row(name, s.family, f"{s.total_params / 1e9:.2f}B", str(s.num_layers), str(s.hidden_size),
-                  str(s.vocab_size), s.hub_id or "(built locally)")
+        t.add_row(
+            name,
+            s.family,
+            f"{s.total_params / 1e9:.2f}B",
+            str(s.num_layers),
+            str(s.hidden_size),
+            str(s.vocab_size),
+            s.hub_id or "(built locally)",
+        )
     con.print(t)
     t = Table(title="recipes (--recipe NAME)", title_justify="left")
     t.add_column("name")

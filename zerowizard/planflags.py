@@ -3,11 +3,12 @@
 Flags override the plan file. Values are passed through the plan's own validation, so every bad
 flag is reported together, each naming the flag and the fix.
 """
+
 from __future__ import annotations
 
 import argparse
 
-from .plan import (
+from .core.plan import (
     METHODS,
     OFFLOAD_DEVICES,
     PRECISIONS,
@@ -18,7 +19,7 @@ from .plan import (
     plan_from_dict,
     plan_to_dict,
 )
-from .recipes import DEFAULT_RECIPE, recipe_path, recipes_dir
+from .core.recipes import DEFAULT_RECIPE, recipe_path, recipes_dir
 
 # flag dest -> (section, key) in the plan
 FLAG_FIELDS = {
@@ -55,9 +56,12 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gpus", metavar="N|NxGPU", help="GPUs per node, optionally with a catalog GPU: 8xA100-80GB")
     g.add_argument("--nodes", metavar="N", help="number of nodes")
     g.add_argument("--host-ram-gb", metavar="GB", help="host RAM per node in GiB")
-    g.add_argument("--deepspeed", metavar="NAME|PATH",
-                   help="preset (deepspeed_zero1, deepspeed_zero2, deepspeed_zero2_offload, deepspeed_zero3, "
-                        "deepspeed_zero3_offload) or a DeepSpeed JSON")
+    g.add_argument(
+        "--deepspeed",
+        metavar="NAME|PATH",
+        help="preset (deepspeed_zero1, deepspeed_zero2, deepspeed_zero2_offload, deepspeed_zero3, "
+        "deepspeed_zero3_offload) or a DeepSpeed JSON",
+    )
     g.add_argument("--stage", metavar="0-3", help="ZeRO stage (overrides the DeepSpeed base)")
     g.add_argument("--offload-optimizer", metavar="|".join(OFFLOAD_DEVICES), help="optimizer offload device")
     g.add_argument("--offload-param", metavar="|".join(OFFLOAD_DEVICES), help="parameter offload device (ZeRO-3)")
@@ -65,8 +69,13 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--micro-batch", metavar="N", help="micro batch per GPU")
     g.add_argument("--grad-accum", metavar="N", help="gradient accumulation steps")
     g.add_argument("--seq-len", metavar="N", help="sequence length in tokens")
-    g.add_argument("--grad-checkpointing", dest="grad_checkpointing", action="store_true", default=None,
-                   help="recompute activations in backward")
+    g.add_argument(
+        "--grad-checkpointing",
+        dest="grad_checkpointing",
+        action="store_true",
+        default=None,
+        help="recompute activations in backward",
+    )
     g.add_argument("--no-grad-checkpointing", dest="grad_checkpointing", action="store_false")
     g.add_argument("--precision", metavar="|".join(PRECISIONS), help="auto picks bf16 where compute capability >= 8.0")
     g.add_argument("--max-grad-norm", metavar="X", help="gradient clipping")
@@ -81,7 +90,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
     errors: list[str] = []
     data: dict = {}
     given = {d for d in FLAG_FIELDS if getattr(args, d, None) is not None} | (
-        {"gpus"} if getattr(args, "gpus", None) else set())
+        {"gpus"} if getattr(args, "gpus", None) else set()
+    )
     source = getattr(args, "plan", None)
     recipe = getattr(args, "recipe", None)
     if source and recipe:
@@ -124,7 +134,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             if key not in given:
                 data.setdefault("zero", {})[key] = None
     if getattr(args, "gpus", None):
-        from .hardware import parse_gpus_flag
+        from .core.hardware import parse_gpus_flag
 
         try:
             count, name = parse_gpus_flag(args.gpus)

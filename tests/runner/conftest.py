@@ -1,4 +1,5 @@
 """Helpers for the runner tests: run `zerowizard run --headless` as a real subprocess."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,19 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 # Small and fast: a few steps of the tiny model, short sequences, two CPU ranks.
-FAST = ["--max-steps", "4", "--seq-len", "96", "--micro-batch", "2", "--save-steps", "0",
-        "--no-grad-checkpointing", "--gpus", "2"]
+FAST = [
+    "--max-steps",
+    "4",
+    "--seq-len",
+    "96",
+    "--micro-batch",
+    "2",
+    "--save-steps",
+    "0",
+    "--no-grad-checkpointing",
+    "--gpus",
+    "2",
+]
 
 
 def run_env(**extra) -> dict:
@@ -29,8 +41,9 @@ def zw_cmd(*args) -> list[str]:
 
 
 def run_zw(tmp_path: Path, *args, env=None, timeout=240) -> subprocess.CompletedProcess:
-    return subprocess.run(zw_cmd(*args), cwd=tmp_path, env=env or run_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        zw_cmd(*args), cwd=tmp_path, env=env or run_env(), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def events(workdir: Path) -> list[dict]:

@@ -1,6 +1,6 @@
 """Data formats, prompt masking, packing and the errors that name file and line (no training)."""
-from __future__ import annotations
 
+from __future__ import annotations
 
 import pytest
 
@@ -38,8 +38,12 @@ def test_labels_cover_only_the_answer(tok):
 
 
 def test_multi_turn_masks_every_user_turn(tok):
-    msgs = [{"role": "user", "content": "one"}, {"role": "assistant", "content": "uno"},
-            {"role": "user", "content": "two"}, {"role": "assistant", "content": "dos"}]
+    msgs = [
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "uno"},
+        {"role": "user", "content": "two"},
+        {"role": "assistant", "content": "dos"},
+    ]
     learnt = tok.decode([t for t in data.encode(tok, msgs, 256)["labels"] if t != data.IGNORE])
     assert "uno" in learnt and "dos" in learnt and "one" not in learnt and "two" not in learnt
 
@@ -52,14 +56,17 @@ def test_packing_fills_sequences(tok):
     assert sum(len(e["input_ids"]) for e in packed) == sum(len(e["input_ids"]) for e in plain)
 
 
-@pytest.mark.parametrize("content,needle", [
-    ("", "empty"),
-    ('[{"instruction": "a", "output": "b"},\n {"instruction": "c", "input": ""}]', "line 2"),
-    ('{"instruction": "a", "output": "b"}\n{"oops": 1}\n', "line 2"),
-    ('{"instruction": "a", "output": "b"}\n{not json\n', "line 2: not valid JSON"),
-    ('{"messages": [{"role": "user", "content": "hi"}]}\n', "no assistant message"),
-    ('{"text": "no turns here"}\n', "no '### Assistant:' turn"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ("", "empty"),
+        ('[{"instruction": "a", "output": "b"},\n {"instruction": "c", "input": ""}]', "line 2"),
+        ('{"instruction": "a", "output": "b"}\n{"oops": 1}\n', "line 2"),
+        ('{"instruction": "a", "output": "b"}\n{not json\n', "line 2: not valid JSON"),
+        ('{"messages": [{"role": "user", "content": "hi"}]}\n', "no assistant message"),
+        ('{"text": "no turns here"}\n', "no '### Assistant:' turn"),
+    ],
+)
 def test_bad_data_is_named_by_file_and_line(tmp_path, content, needle):
     f = tmp_path / "d.jsonl"
     f.write_text(content)

@@ -1,4 +1,5 @@
 """The event stream, the printers, the recipes and the launcher's light-weight pieces."""
+
 from __future__ import annotations
 
 import io
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from zerowizard import recipes
+from zerowizard.core import recipes
 from zerowizard.runner import prepare
 from zerowizard.runner.events import EventTail, EventWriter, read_events
 from zerowizard.runner.headless import PlainPrinter, describe, make_printer
@@ -34,8 +35,19 @@ def test_plain_lines_when_not_a_terminal():
     buf = io.StringIO()
     p = make_printer(buf)
     assert isinstance(p, PlainPrinter)
-    p.event({"event": "step", "step": 3, "total_steps": 10, "loss": 2.5, "learning_rate": 1e-3,
-             "grad_norm": 0.5, "tokens_per_s": 1200, "eta_s": 65, "memory_bytes": [2**30, None]})
+    p.event(
+        {
+            "event": "step",
+            "step": 3,
+            "total_steps": 10,
+            "loss": 2.5,
+            "learning_rate": 1e-3,
+            "grad_norm": 0.5,
+            "tokens_per_s": 1200,
+            "eta_s": 65,
+            "memory_bytes": [2**30, None],
+        }
+    )
     line = buf.getvalue()
     assert "step 3/10" in line and "loss 2.5000" in line and "1m05s" in line and "[1.00,?]" in line
 
@@ -53,15 +65,23 @@ def test_rich_printer_draws_a_bar():
 
 
 def test_every_event_kind_has_a_line():
-    for ev in ({"event": "checkpoint", "step": 1, "path": "x"}, {"event": "eval", "step": 1},
-               {"event": "error", "rank": 1, "error": "boom"}, {"event": "end", "status": "failed"}):
+    for ev in (
+        {"event": "checkpoint", "step": 1, "path": "x"},
+        {"event": "eval", "step": 1},
+        {"event": "error", "rank": 1, "error": "boom"},
+        {"event": "end", "status": "failed"},
+    ):
         assert describe(ev)
 
 
 def test_recipes_are_plans_named_model_method_data_epochs():
     names = {r["name"] for r in recipes.list_recipes()}
-    assert {"internlm2_chat_7b_qlora_oasst1_e3", "llama3_8b_lora_alpaca_e3",
-            "qwen2_5_7b_full_alpaca_e3", recipes.DEFAULT_RECIPE} <= names
+    assert {
+        "internlm2_chat_7b_qlora_oasst1_e3",
+        "llama3_8b_lora_alpaca_e3",
+        "qwen2_5_7b_full_alpaca_e3",
+        recipes.DEFAULT_RECIPE,
+    } <= names
     for r in recipes.list_recipes():
         assert r["command"].startswith("zerowizard run --headless")
         assert r["name"].split("_")[-1].startswith("e")
@@ -70,16 +90,19 @@ def test_recipes_are_plans_named_model_method_data_epochs():
 
 
 def test_recipe_flags_win_over_the_recipe():
-    from zerowizard.plan import Plan, PlanError, update
+    from zerowizard.cli import build_parser
+    from zerowizard.core.plan import PlanError
+    from zerowizard.planflags import plan_from_args
 
-    plan = recipes.apply_recipe(update(Plan(), None, deepspeed="deepspeed_zero3"), "llama3_8b_lora_alpaca_e3")
+    args = build_parser().parse_args(["--recipe", "llama3_8b_lora_alpaca_e3", "--deepspeed", "deepspeed_zero3"])
+    plan = plan_from_args(args)
     assert plan.deepspeed == "deepspeed_zero3" and plan.method.type == "lora"
     with pytest.raises(PlanError, match="did you mean"):
         recipes.load_recipe("llama3_8b_lora_alpaca_e4")
 
 
 def test_recipes_estimate_offline():
-    from zerowizard.core import analyze
+    from zerowizard.core.analysis import analyze
 
     for name in ("internlm2_chat_7b_qlora_oasst1_e3", "qwen2_5_7b_full_alpaca_e3"):
         a = analyze(recipes.load_recipe(name))
@@ -128,8 +151,10 @@ def test_torchrun_command_for_two_nodes(tmp_path):
 
 
 def test_importing_the_launcher_stays_light():
-    code = ("import sys, zerowizard.runner.launch, zerowizard.recipes, zerowizard.runner.events;"
-            "print(sorted(m for m in ('torch','deepspeed','transformers','textual') if m in sys.modules))")
+    code = (
+        "import sys, zerowizard.runner.launch, zerowizard.core.recipes, zerowizard.runner.events;"
+        "print(sorted(m for m in ('torch','deepspeed','transformers','textual') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -141,8 +166,9 @@ def test_positional_recipe_name_is_a_recipe(monkeypatch):
     from zerowizard.planflags import plan_from_args
     from zerowizard.runner.launch import apply_run_options
 
-    args = build_parser("run").parse_args(["run", "--headless", "llama3_8b_lora_alpaca_e3",
-                                           "--deepspeed", "deepspeed_zero3", "--max-steps", "7"])
+    args = build_parser("run").parse_args(
+        ["run", "--headless", "llama3_8b_lora_alpaca_e3", "--deepspeed", "deepspeed_zero3", "--max-steps", "7"]
+    )
     plan = apply_run_options(plan_from_args(args), args)
     assert plan.method.type == "lora" and plan.deepspeed == "deepspeed_zero3"
     assert plan.train.max_steps == 7 and plan.model.name == "meta-llama/Meta-Llama-3-8B"

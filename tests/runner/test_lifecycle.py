@@ -1,5 +1,6 @@
 """The run's life: the embedded default, resume continuity, SIGINT/SIGTERM, a crashing rank,
 and plans refused before any process starts."""
+
 from __future__ import annotations
 
 import signal
@@ -9,6 +10,8 @@ import time
 import pytest
 
 from .conftest import FAST, assert_no_orphans, check_ok, events, run_env, run_zw, zw_cmd
+
+pytestmark = pytest.mark.slow  # real training: the CI tier, not the edit loop
 
 
 def test_embedded_default_trains_and_says_where(tmp_path):
@@ -55,9 +58,14 @@ def test_resume_continues_to_the_same_step_count(tmp_path):
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_stops_every_rank(tmp_path, workdir, sig, code):
-    proc = subprocess.Popen(zw_cmd(*FAST, "--max-steps", "100000", "--output", str(workdir)),
-                            cwd=tmp_path, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        zw_cmd(*FAST, "--max-steps", "100000", "--output", str(workdir)),
+        cwd=tmp_path,
+        env=run_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 180
         while time.time() < deadline and not any(e["event"] == "step" for e in events(workdir)):
@@ -86,8 +94,9 @@ def test_one_rank_is_still_a_deepspeed_engine(tmp_path, workdir):
 
 
 def test_crashing_rank_stops_the_others(tmp_path, workdir):
-    res = run_zw(tmp_path, *FAST, "--max-steps", "50", "--output", str(workdir),
-                 env=run_env(ZEROWIZARD_TEST_CRASH="1:2"))
+    res = run_zw(
+        tmp_path, *FAST, "--max-steps", "50", "--output", str(workdir), env=run_env(ZEROWIZARD_TEST_CRASH="1:2")
+    )
     assert res.returncode != 0
     assert "injected crash on rank 1" in res.stdout
     assert "last lines of" in res.stdout and "rank1.log" in res.stdout
@@ -115,8 +124,15 @@ def test_bad_data_names_file_and_line(tmp_path):
 
 def test_recipe_offline_fails_at_once(tmp_path):
     t0 = time.time()
-    res = run_zw(tmp_path, "internlm2_chat_7b_qlora_oasst1_e3", "--deepspeed", "deepspeed_zero2", "--gpus", "8xA100-80GB",
-                 env=run_env(HF_HUB_OFFLINE=1, HF_HOME=str(tmp_path / "hf")))
+    res = run_zw(
+        tmp_path,
+        "internlm2_chat_7b_qlora_oasst1_e3",
+        "--deepspeed",
+        "deepspeed_zero2",
+        "--gpus",
+        "8xA100-80GB",
+        env=run_env(HF_HUB_OFFLINE=1, HF_HOME=str(tmp_path / "hf")),
+    )
     assert res.returncode == 2
     assert "huggingface-cli download internlm/internlm2-chat-7b" in res.stderr, res.stderr
     assert time.time() - t0 < 20

@@ -1,5 +1,6 @@
 """Real training on the CPU with two ranks (DS_ACCELERATOR=cpu, gloo, bf16): every ZeRO stage
 and method the runner supports, each a few steps of the tiny Llama."""
+
 from __future__ import annotations
 
 import json
@@ -7,6 +8,8 @@ import json
 import pytest
 
 from .conftest import FAST, assert_no_orphans, check_ok, run_zw
+
+pytestmark = pytest.mark.slow  # real training: the CI tier, not the edit loop
 
 
 @pytest.mark.parametrize("stage", [1])
@@ -21,8 +24,17 @@ def test_full_finetune_two_ranks(tmp_path, workdir, stage):
     steps = [e for e in evs if e["event"] == "step"]
     assert [e["step"] for e in steps] == [1, 2, 3, 4]
     for e in steps:
-        for key in ("loss", "learning_rate", "grad_norm", "tokens_per_s", "elapsed_s", "eta_s",
-                    "memory_bytes", "epoch", "total_steps"):
+        for key in (
+            "loss",
+            "learning_rate",
+            "grad_norm",
+            "tokens_per_s",
+            "elapsed_s",
+            "eta_s",
+            "memory_bytes",
+            "epoch",
+            "total_steps",
+        ):
             assert key in e
         assert len(e["memory_bytes"]) == 2
     assert (workdir / "final" / "config.json").is_file()
@@ -31,8 +43,18 @@ def test_full_finetune_two_ranks(tmp_path, workdir, stage):
 
 @pytest.mark.parametrize("method,stage", [("lora", 2), ("qlora", 2)])
 def test_adapters_two_ranks(tmp_path, workdir, method, stage):
-    res = run_zw(tmp_path, *FAST, "--method", method, "--lora-r", "8",
-                 "--deepspeed", f"deepspeed_zero{stage}", "--output", str(workdir))
+    res = run_zw(
+        tmp_path,
+        *FAST,
+        "--method",
+        method,
+        "--lora-r",
+        "8",
+        "--deepspeed",
+        f"deepspeed_zero{stage}",
+        "--output",
+        str(workdir),
+    )
     check_ok(res, workdir)
     assert (workdir / "final" / "adapter_config.json").is_file()
     assert (workdir / "final" / "adapter_model.safetensors").is_file()
@@ -42,8 +64,12 @@ def test_adapters_two_ranks(tmp_path, workdir, method, stage):
 def _generate(model, tok) -> str:
     import torch
 
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is 2 plus 3?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is 2 plus 3?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id)
     assert out.shape[1] > ids["input_ids"].shape[1]
@@ -56,7 +82,7 @@ def test_saved_full_model_loads_and_generates(tmp_path, workdir):
     from_pretrained reads back."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from zerowizard.dsconfig import preset_path
+    from zerowizard.core.dsconfig import preset_path
 
     cfg = json.loads(preset_path("deepspeed_zero3").read_text())
     cfg["zero_optimization"].pop("stage3_gather_16bit_weights_on_model_save", None)
@@ -79,8 +105,9 @@ def test_saved_adapter_loads_and_generates(tmp_path, workdir):
 
     from .conftest import spec_json
 
-    res = run_zw(tmp_path, *FAST, "--method", "lora", "--lora-r", "8", "--deepspeed", "deepspeed_zero3",
-                 "--output", str(workdir))
+    res = run_zw(
+        tmp_path, *FAST, "--method", "lora", "--lora-r", "8", "--deepspeed", "deepspeed_zero3", "--output", str(workdir)
+    )
     check_ok(res, workdir)
     base = AutoModelForCausalLM.from_pretrained(spec_json(workdir)["model_path"])
     model = PeftModel.from_pretrained(base, workdir / "final")

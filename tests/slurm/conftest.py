@@ -6,6 +6,7 @@ packages cannot be installed). A cluster that was already up (`.ci/run` starts o
 running; one that a test session started is stopped when the last pytest process using it (every
 xdist worker counts) is done.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -24,8 +25,19 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "setup_local_slurm.sh"
 STATE = Path("/run/zerowizard-slurm")
 # Small and fast: a few steps of the tiny model, short sequences, ZeRO-3 (parameters partitioned).
-FAST = ["--max-steps", "3", "--seq-len", "64", "--micro-batch", "2", "--save-steps", "0",
-        "--no-grad-checkpointing", "--deepspeed", "deepspeed_zero3"]
+FAST = [
+    "--max-steps",
+    "3",
+    "--seq-len",
+    "64",
+    "--micro-batch",
+    "2",
+    "--save-steps",
+    "0",
+    "--no-grad-checkpointing",
+    "--deepspeed",
+    "deepspeed_zero3",
+]
 RUN_TIMEOUT = 420
 
 
@@ -53,8 +65,17 @@ def zw_env(**extra) -> dict:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     env["HF_HUB_OFFLINE"] = "1"
-    for key in ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "ADDR", "PORT", "MASTER_ADDR", "MASTER_PORT",
-                "ZEROWIZARD_TEST_CRASH", "ZEROWIZARD_TEST_STOP_AT"):
+    for key in (
+        "NPROC_PER_NODE",
+        "NNODES",
+        "NODE_RANK",
+        "ADDR",
+        "PORT",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "ZEROWIZARD_TEST_CRASH",
+        "ZEROWIZARD_TEST_STOP_AT",
+    ):
         env.pop(key, None)
     env.update({k: str(v) for k, v in extra.items()})
     return env
@@ -103,8 +124,10 @@ def slurm_cluster():
     if sys.platform != "linux":
         pytest.skip("the local SLURM cluster is Linux only")
     if os.geteuid() != 0:
-        pytest.skip("the local SLURM cluster needs root (it installs packages and starts munged, "
-                    "slurmctld and slurmd); run as root or start it with scripts/setup_local_slurm.sh")
+        pytest.skip(
+            "the local SLURM cluster needs root (it installs packages and starts munged, "
+            "slurmctld and slurmd); run as root or start it with scripts/setup_local_slurm.sh"
+        )
     if not shutil.which("srun") and not shutil.which("apt-get"):
         pytest.skip("SLURM is not installed and there is no apt-get to install it")
     users = STATE / "pytest-users"

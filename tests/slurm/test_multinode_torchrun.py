@@ -1,13 +1,18 @@
 """Two "nodes" on one machine: two launchers, `--nnodes 2 --node-rank 0/1` on 127.0.0.1, one rank
 each, ZeRO-3, train to the end with exactly the losses of one node with two ranks (same seed,
 same data). Needs no SLURM: this is multi-node torchrun."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
 
+import pytest
+
 from .conftest import FAST, RUN_TIMEOUT, free_port, losses, zw_env
+
+pytestmark = pytest.mark.slow  # real training: the CI tier, not the edit loop
 
 
 def _zw(*args) -> list[str]:
@@ -19,10 +24,30 @@ def test_two_nodes_match_one_node(tmp_path):
     t0 = time.monotonic()
     # One run folder for both, as nodes on shared storage see it (what the runner asks for).
     shared = tmp_path / "two"
-    nodes = [subprocess.Popen(_zw("--nnodes", "2", "--node-rank", str(r), "--master-addr", "127.0.0.1",
-                                  "--master-port", str(port), "--nproc-per-node", "1", "--output", str(shared)),
-                              cwd=tmp_path, env=zw_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for r in (0, 1)]
+    nodes = [
+        subprocess.Popen(
+            _zw(
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(r),
+                "--master-addr",
+                "127.0.0.1",
+                "--master-port",
+                str(port),
+                "--nproc-per-node",
+                "1",
+                "--output",
+                str(shared),
+            ),
+            cwd=tmp_path,
+            env=zw_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     try:
         outs = [p.communicate(timeout=RUN_TIMEOUT)[0] for p in nodes]
     finally:
@@ -43,8 +68,14 @@ def test_two_nodes_match_one_node(tmp_path):
     two = losses(shared)
 
     t0 = time.monotonic()
-    res = subprocess.run(_zw("--nproc-per-node", "2", "--output", str(tmp_path / "one")), cwd=tmp_path,
-                         env=zw_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    res = subprocess.run(
+        _zw("--nproc-per-node", "2", "--output", str(tmp_path / "one")),
+        cwd=tmp_path,
+        env=zw_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
     one_wall = time.monotonic() - t0
     assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     one = losses(tmp_path / "one")

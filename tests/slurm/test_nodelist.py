@@ -1,4 +1,5 @@
 """Host lists as SLURM prints them, expanded as `scontrol show hostnames` does."""
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,9 @@ def test_expand(text, hosts):
     assert first_host(text) == hosts[0]
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "node[1-", "node]1", "node[3-1]", "node[a-b]", "node[]",
-                                 "node[1-2[3]]", "no de1"])
+@pytest.mark.parametrize(
+    "bad", ["", "   ", "node[1-", "node]1", "node[3-1]", "node[a-b]", "node[]", "node[1-2[3]]", "no de1"]
+)
 def test_malformed_lists_are_named(bad):
     with pytest.raises(NodelistError):
         expand_nodelist(bad)
@@ -69,8 +71,15 @@ def test_matches_scontrol_show_hostnames():
 
 
 def test_slurm_env_uses_the_real_parser(monkeypatch):
-    for key in ("SLURM_STEP_NODELIST", "SLURM_NODELIST", "SLURM_STEP_NUM_TASKS", "SLURM_STEP_TASKS_PER_NODE",
-                "MASTER_ADDR", "MASTER_PORT", "SLURM_NTASKS_PER_NODE"):
+    for key in (
+        "SLURM_STEP_NODELIST",
+        "SLURM_NODELIST",
+        "SLURM_STEP_NUM_TASKS",
+        "SLURM_STEP_TASKS_PER_NODE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "SLURM_NTASKS_PER_NODE",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("SLURM_PROCID", "5")
     monkeypatch.setenv("SLURM_NTASKS", "7")
@@ -80,8 +89,14 @@ def test_slurm_env_uses_the_real_parser(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu-[003-005]-ib,gpu-009-ib")
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     env = prepare.slurm_env()
-    assert env == {"RANK": "5", "WORLD_SIZE": "7", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
-                   "MASTER_ADDR": "gpu-003-ib", "MASTER_PORT": "20077"}
+    assert env == {
+        "RANK": "5",
+        "WORLD_SIZE": "7",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "2",
+        "MASTER_ADDR": "gpu-003-ib",
+        "MASTER_PORT": "20077",
+    }
     monkeypatch.setenv("SLURM_NODEID", "3")
     assert prepare.slurm_env()["LOCAL_WORLD_SIZE"] == "1"
     # A step on part of the allocation: its own node list and task count win.

@@ -1,4 +1,5 @@
 """`zerowizard --export-sbatch` (no cluster needed), launch command lines, the multi-node memory model."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,8 @@ import subprocess
 
 import yaml
 
-from zerowizard.core import analyze
-from zerowizard.plan import Plan, update
-from zerowizard.slurm.commands import launch_commands
+from zerowizard.core.analysis import analyze
+from zerowizard.core.plan import Plan, update
 
 
 def _sbatch_lines(text: str) -> dict:
@@ -17,14 +17,50 @@ def _sbatch_lines(text: str) -> dict:
 
 
 def test_gpu_job_script(zw, tmp_path):
-    res = zw("--export-sbatch", "jobs/llama.sh", "--model", "llama-3-8b", "--method", "lora",
-             "--gpus", "8xA100-80GB", "--nodes", "2", "--deepspeed", "deepspeed_zero2",
-             "--partition", "gpu", "--time", "24:00:00", "--account", "proj42", cwd=tmp_path)
+    res = zw(
+        "--export-sbatch",
+        "jobs/llama.sh",
+        "--model",
+        "llama-3-8b",
+        "--method",
+        "lora",
+        "--gpus",
+        "8xA100-80GB",
+        "--nodes",
+        "2",
+        "--deepspeed",
+        "deepspeed_zero2",
+        "--partition",
+        "gpu",
+        "--time",
+        "24:00:00",
+        "--account",
+        "proj42",
+        cwd=tmp_path,
+    )
     assert res.returncode == 2 and "does not exist" in res.stderr  # jobs/ is not there: nothing written
     (tmp_path / "jobs").mkdir()
-    res = zw("--export-sbatch", "jobs/llama.sh", "--model", "llama-3-8b", "--method", "lora",
-             "--gpus", "8xA100-80GB", "--nodes", "2", "--deepspeed", "deepspeed_zero2",
-             "--partition", "gpu", "--time", "24:00:00", "--account", "proj42", cwd=tmp_path)
+    res = zw(
+        "--export-sbatch",
+        "jobs/llama.sh",
+        "--model",
+        "llama-3-8b",
+        "--method",
+        "lora",
+        "--gpus",
+        "8xA100-80GB",
+        "--nodes",
+        "2",
+        "--deepspeed",
+        "deepspeed_zero2",
+        "--partition",
+        "gpu",
+        "--time",
+        "24:00:00",
+        "--account",
+        "proj42",
+        cwd=tmp_path,
+    )
     assert res.returncode == 0, res.stderr
     jobs = tmp_path / "jobs"
     script = (jobs / "llama.sh").read_text()
@@ -34,7 +70,7 @@ def test_gpu_job_script(zw, tmp_path):
     assert sb["partition"] == "gpu" and sb["time"] == "24:00:00" and sb["account"] == "proj42"
     assert sb["output"] == f"{jobs}/llama-%j.out" and sb["error"] == f"{jobs}/llama-%j.err"
     assert "world size 16" in script
-    srun = script[script.index("srun "):]
+    srun = script[script.index("srun ") :]
     assert "--kill-on-bad-exit=1 zerowizard run --headless --launcher slurm" in srun
     assert f"--plan {jobs}/llama.plan.yaml" in srun
     assert f'--output "{jobs}/work_dirs/llama_${{SLURM_JOB_ID}}"' in srun
@@ -66,8 +102,11 @@ def test_relative_paths_become_absolute(zw, tmp_path):
     custom DeepSpeed JSON or output folder in the plan must still be found."""
     (tmp_path / "ds.json").write_text(json.dumps({"zero_optimization": {"stage": 1}}))
     (tmp_path / "data.jsonl").write_text('{"instruction": "hi", "output": "hello"}\n')
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"deepspeed": "ds.json", "data": {"path": "data.jsonl"},
-                                                     "output": "runs/a", "hardware": {"gpu": "cpu"}}))
+    (tmp_path / "p.yaml").write_text(
+        yaml.safe_dump(
+            {"deepspeed": "ds.json", "data": {"path": "data.jsonl"}, "output": "runs/a", "hardware": {"gpu": "cpu"}}
+        )
+    )
     res = zw("--export-sbatch", "job.sh", "--plan", "p.yaml", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     plan = yaml.safe_load((tmp_path / "job.plan.yaml").read_text())
@@ -75,23 +114,6 @@ def test_relative_paths_become_absolute(zw, tmp_path):
     assert plan["data"]["path"] == str(tmp_path / "data.jsonl")
     assert plan["output"] == str(tmp_path / "runs" / "a")
     assert f'--output "{tmp_path}/runs/a"' in (tmp_path / "job.sh").read_text()
-
-
-def test_launch_commands_for_the_tui():
-    from zerowizard.hardware import resolve_hardware
-
-    one = update(Plan(), "hardware", gpu="A100-80GB", gpus_per_node=4)
-    cmds = launch_commands(one, "my plan.yaml", "job.sh", partition="gpu")
-    assert set(cmds) == {"single", "torchrun", "sbatch"}
-    assert cmds["single"] == "zerowizard run --headless --plan 'my plan.yaml' --launcher single --gpus 1 --nodes 1"
-    assert cmds["torchrun"] == "NPROC_PER_NODE=4 zerowizard run --headless --plan 'my plan.yaml'"
-    assert cmds["sbatch"] == ("zerowizard --export-sbatch job.sh --plan 'my plan.yaml' --partition gpu "
-                              "&& sbatch job.sh")
-    two = update(one, "hardware", nodes=2)
-    t = launch_commands(two, hardware=resolve_hardware(two.hardware))["torchrun"]
-    assert "--nproc-per-node 4 --nnodes 2 --node-rank $NODE_RANK --master-addr $MASTER_ADDR" in t
-    solo = update(Plan(), "hardware", gpu="cpu", gpus_per_node=1)
-    assert launch_commands(solo)["single"].endswith("--launcher single")
 
 
 def test_memory_model_counts_every_node():
@@ -109,16 +131,15 @@ def test_memory_model_counts_every_node():
 
 
 def test_slurm_package_stays_light(tmp_path):
-    """--export-sbatch and launch_commands run on a login node: no torch, deepspeed or textual."""
+    """--export-sbatch runs on a login node: no torch, deepspeed or textual."""
     import sys
 
     code = r"""
 import json, sys
 from zerowizard.cli import main
-from zerowizard.plan import Plan
-from zerowizard.slurm import commands, nodelist, sbatch
+from zerowizard.core.plan import Plan
+from zerowizard.slurm import nodelist, sbatch
 rc = main(["--export-sbatch", "job.sh", "--gpus", "4xH100-80GB", "--nodes", "2"])
-commands.launch_commands(Plan())
 print(json.dumps({"rc": rc, "heavy": [m for m in ("torch", "deepspeed", "textual", "transformers", "peft")
                                       if m in sys.modules]}))
 """

@@ -1,12 +1,13 @@
 """Shared pieces for the TUI tests: a pinned plan (catalog GPU, fixed host RAM, no NVML)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from zerowizard.hardware import Detection
-from zerowizard.plan import Plan, update
+from zerowizard.core.hardware import Detection
+from zerowizard.core.plan import Plan, update
 
 DATA = Path(__file__).parent / "data"
 SIZE = (100, 30)

@@ -1,8 +1,9 @@
 """The screens the snapshot tests and screenshots/make_screenshots.py render, pinned to be the same
 on every machine (catalog GPU, fixed host RAM, no NVML, a recorded event stream)."""
+
 from __future__ import annotations
 
-from zerowizard.core import analyze
+from zerowizard.core.analysis import analyze
 
 from .conftest import DATA, NO_NVML, blocked_plan, pinned_plan
 
@@ -22,7 +23,7 @@ def blocked_app():
 
 
 def json_app():
-    from zerowizard.plan import update
+    from zerowizard.core.plan import update
 
     return app_for(update(pinned_plan(), "method", type="lora", lora_r=16))
 
@@ -34,15 +35,14 @@ async def show_json(pilot) -> None:
 
 async def show_run(pilot) -> None:
     """Push the run screen replaying a recorded 40-step tiny-llama run on two CPU ranks."""
-    from zerowizard.plan import Plan, update
+    from zerowizard.core.plan import Plan, update
     from zerowizard.tui.screens.run_screen import RunScreen
 
     plan = update(Plan(), "train", max_steps=40)
     plan = update(plan, "hardware", gpu="cpu", gpus_per_node=2, host_ram_gb=24.0)
     out = "work_dirs/tiny-llama_full_demo"
     log = (DATA / "run_log.txt").read_text().splitlines()
-    screen = RunScreen(plan, analyze(plan, detection=NO_NVML), out, replay=DATA / "run_events.jsonl",
-                       replay_log=log)
+    screen = RunScreen(plan, analyze(plan, detection=NO_NVML), out, replay=DATA / "run_events.jsonl", replay_log=log)
     await pilot.app.push_screen(screen)
     await pilot.pause()
 

@@ -1,4 +1,5 @@
 """Behaviour of the planning screen, driven with Pilot and asserted on state."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import json
 import pytest
 from textual.widgets import Button, Input, Select
 
-from zerowizard.plan import load_plan
+from zerowizard.core.plan import load_plan
 from zerowizard.tui.widgets.memory_bars import MemoryBars
 from zerowizard.tui.widgets.problems import ProblemsList
 
@@ -121,8 +122,9 @@ async def test_clicking_a_bar_and_ctrl_g_pick_variants(make):
         screen = app.plan_screen
         bars = screen.query_one(MemoryBars)
         rows = [e.variant for e in bars.analysis.estimates]
-        row = next(i for i, v in enumerate(rows) if v.stage == 3 and v.offload_optimizer == "cpu"
-                   and v.offload_param == "cpu")
+        row = next(
+            i for i, v in enumerate(rows) if v.stage == 3 and v.offload_optimizer == "cpu" and v.offload_param == "cpu"
+        )
         await pilot.click(MemoryBars, offset=(5, 2 + row))
         await pilot.pause()
         assert screen.plan.deepspeed == "deepspeed_zero3_offload"
@@ -194,8 +196,7 @@ async def test_a_keystroke_repaints_field_and_bars_in_one_frame(make):
 
         def counted_display(s, renderable):
             if renderable is not None:  # a frame: does it hold the bars of the new analysis?
-                frames.append(bars.analysis is not before
-                              and bars._lines_key == (id(bars.analysis), bars.size.width))
+                frames.append(bars.analysis is not before and bars._lines_key == (id(bars.analysis), bars.size.width))
                 if frames[-1]:
                     done.set()
             return display(s, renderable)

@@ -1,17 +1,18 @@
 """The run screen: a recorded event stream, and the real runner on the tiny model (two CPU ranks)."""
+
 from __future__ import annotations
 
 import time
 
 import pytest
 
-from zerowizard.core import analyze
-from zerowizard.plan import Plan, update
+from zerowizard.core.analysis import analyze
+from zerowizard.core.plan import Plan, update
 from zerowizard.tui.screens.run_screen import RunScreen
 
 from .conftest import DATA, NO_NVML, SIZE
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # real runs: the CI tier
 
 
 def tiny_plan(output, steps: int) -> Plan:
@@ -35,8 +36,7 @@ async def test_replay_shows_progress_loss_and_memory(make):
     app = make()
     async with app.run_test(size=SIZE) as pilot:
         plan = tiny_plan("work_dirs/tiny-llama_full_demo", 40)
-        screen = RunScreen(plan, analyze(plan, detection=NO_NVML), plan.output,
-                           replay=DATA / "run_events.jsonl")
+        screen = RunScreen(plan, analyze(plan, detection=NO_NVML), plan.output, replay=DATA / "run_events.jsonl")
         await app.push_screen(screen)
         await pilot.pause()
         assert screen.state == "completed"

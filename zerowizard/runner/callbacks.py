@@ -1,4 +1,5 @@
 """Trainer callbacks: the event stream (rank 0) and the test hooks (crash, stop)."""
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def device_memory_bytes(accelerator: str) -> int:
 class EventsCallback(TrainerCallback):
     """Turns the Trainer's logs and saves into ``start``/``step``/``checkpoint``/``eval``/``end``."""
 
-    def __init__(self, writer: EventWriter | None, spec: dict, plan, collator, world: int,
-                 started: float, workdir: Path):
+    def __init__(
+        self, writer: EventWriter | None, spec: dict, plan, collator, world: int, started: float, workdir: Path
+    ):
         self.writer, self.spec, self.plan = writer, spec, plan
         self.collator, self.world, self.started = collator, world, started
         self.workdir = workdir
@@ -51,20 +53,27 @@ class EventsCallback(TrainerCallback):
             self.writer.emit(kind, **fields)
 
     def on_train_begin(self, args, state, control, **kw):
-        from zerowizard.plan import load_plan, plan_to_dict
+        from zerowizard.core.plan import load_plan, plan_to_dict
 
         self.first_step = state.global_step
         self.last = (self._tokens(), time.time())
-        self._emit("start", plan=plan_to_dict(load_plan(self.workdir / "plan.yaml")),
-                   ds_config=str(self.workdir / "ds_config.json"), world_size=self.world,
-                   predicted_per_gpu_bytes=self.spec.get("predicted_per_gpu_bytes"),
-                   accelerator=self.spec["accelerator"], precision=self.spec["precision"],
-                   total_steps=state.max_steps, start_step=state.global_step,
-                   resumed_from=self.spec.get("resume_from"), output=str(self.workdir),
-                   zero3_partitioned=self.spec.get("zero3_partitioned", False),
-                   method=self.plan.method.type,
-                   setup_s=round(time.time() - self.started, 2),
-                   setup_phases_s=self.spec.get("setup_phases_s"))
+        self._emit(
+            "start",
+            plan=plan_to_dict(load_plan(self.workdir / "plan.yaml")),
+            ds_config=str(self.workdir / "ds_config.json"),
+            world_size=self.world,
+            predicted_per_gpu_bytes=self.spec.get("predicted_per_gpu_bytes"),
+            accelerator=self.spec["accelerator"],
+            precision=self.spec["precision"],
+            total_steps=state.max_steps,
+            start_step=state.global_step,
+            resumed_from=self.spec.get("resume_from"),
+            output=str(self.workdir),
+            zero3_partitioned=self.spec.get("zero3_partitioned", False),
+            method=self.plan.method.type,
+            setup_s=round(time.time() - self.started, 2),
+            setup_phases_s=self.spec.get("setup_phases_s"),
+        )
 
     def _tokens(self) -> int:
         """Non-padding tokens this session, all ranks: rank 0's count times the world size
@@ -101,12 +110,21 @@ class EventsCallback(TrainerCallback):
         done = state.global_step - s0
         eta = (now - t0) / done * (state.max_steps - state.global_step) if done > 0 else None
         self.last_loss = logs["loss"]
-        self._emit("step", step=state.global_step, total_steps=state.max_steps,
-                   epoch=round(state.epoch or 0.0, 4), loss=logs["loss"],
-                   learning_rate=logs.get("learning_rate"), grad_norm=logs.get("grad_norm"),
-                   tokens_per_s=round(rate, 1), tokens_seen=seen, elapsed_s=round(now - self.started, 2),
-                   eta_s=None if eta is None else round(eta, 1), memory_bytes=memory,
-                   memory_kind="gpu" if self.spec["accelerator"] == "cuda" else "rss")
+        self._emit(
+            "step",
+            step=state.global_step,
+            total_steps=state.max_steps,
+            epoch=round(state.epoch or 0.0, 4),
+            loss=logs["loss"],
+            learning_rate=logs.get("learning_rate"),
+            grad_norm=logs.get("grad_norm"),
+            tokens_per_s=round(rate, 1),
+            tokens_seen=seen,
+            elapsed_s=round(now - self.started, 2),
+            eta_s=None if eta is None else round(eta, 1),
+            memory_bytes=memory,
+            memory_kind="gpu" if self.spec["accelerator"] == "cuda" else "rss",
+        )
 
     def on_save(self, args, state, control, **kw):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -117,10 +135,17 @@ class EventsCallback(TrainerCallback):
 
     def finish(self, trainer, final: Path) -> None:
         state = trainer.state
-        self._emit("end", status="completed", step=state.global_step, total_steps=state.max_steps,
-                   loss=self.last_loss, final_model=str(final),
-                   method=self.plan.method.type, elapsed_s=round(time.time() - self.started, 2),
-                   tokens=self._tokens())
+        self._emit(
+            "end",
+            status="completed",
+            step=state.global_step,
+            total_steps=state.max_steps,
+            loss=self.last_loss,
+            final_model=str(final),
+            method=self.plan.method.type,
+            elapsed_s=round(time.time() - self.started, 2),
+            tokens=self._tokens(),
+        )
 
 
 class TestHooks(TrainerCallback):

@@ -4,6 +4,7 @@ Every record becomes a list of chat messages first; the tokenizer's chat templat
 Human/Assistant fallback) renders it, and only assistant text carries labels. Bad data is a
 :class:`DataError` naming the file and line, raised before any training starts.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,9 +100,11 @@ def detect_format(rec: Record) -> str:
         return "alpaca"
     if "text" in rec:
         return "oasst1"
-    raise DataError(f"{rec.where}: cannot tell the format from the fields {sorted(rec)}; expected "
-                    "alpaca (instruction, input, output), chat (messages: role/content) or "
-                    "oasst1 (text with '### Human:' and '### Assistant:')")
+    raise DataError(
+        f"{rec.where}: cannot tell the format from the fields {sorted(rec)}; expected "
+        "alpaca (instruction, input, output), chat (messages: role/content) or "
+        "oasst1 (text with '### Human:' and '### Assistant:')"
+    )
 
 
 def to_messages(rec: Record, fmt: str = "auto") -> list[dict]:
@@ -111,8 +114,10 @@ def to_messages(rec: Record, fmt: str = "auto") -> list[dict]:
     if fmt == "alpaca":
         for key in ("instruction", "output"):
             if not isinstance(rec.get(key), str) or not rec[key].strip():
-                raise DataError(f"{where}: alpaca record without a text '{key}' field "
-                                "(needs instruction and output; input is optional)")
+                raise DataError(
+                    f"{where}: alpaca record without a text '{key}' field "
+                    "(needs instruction and output; input is optional)"
+                )
         prompt = rec["instruction"].strip()
         extra = rec.get("input") or ""
         if not isinstance(extra, str):
@@ -132,8 +137,7 @@ def to_messages(rec: Record, fmt: str = "auto") -> list[dict]:
             content = m.get("content", m.get("value"))
             role = {"human": "user", "gpt": "assistant"}.get(role, role)
             if role not in ("system", "user", "assistant") or not isinstance(content, str):
-                raise DataError(f"{where}: message {j + 1} needs role (system/user/assistant) "
-                                "and text content")
+                raise DataError(f"{where}: message {j + 1} needs role (system/user/assistant) and text content")
             out.append({"role": role, "content": content})
         if not any(m["role"] == "assistant" for m in out):
             raise DataError(f"{where}: chat record has no assistant message to learn from")
@@ -145,8 +149,7 @@ def to_messages(rec: Record, fmt: str = "auto") -> list[dict]:
         parts = _TURN.split(text)
         out = []
         for role, content in zip(parts[1::2], parts[2::2]):
-            out.append({"role": "user" if role.lower() == "human" else "assistant",
-                        "content": content.strip()})
+            out.append({"role": "user" if role.lower() == "human" else "assistant", "content": content.strip()})
         if not any(m["role"] == "assistant" for m in out):
             raise DataError(f"{where}: oasst1 text has no '### Assistant:' turn")
         return out
@@ -159,11 +162,10 @@ def encode(tok, messages: list[dict], seq_len: int) -> dict:
     for i, m in enumerate(messages):
         if m["role"] == "assistant":
             prompt = tok.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True) if i else ""
-            full = tok.apply_chat_template(messages[:i + 1], tokenize=False)
+            full = tok.apply_chat_template(messages[: i + 1], tokenize=False)
             spans.append((len(prompt), len(full)))
             text = full
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=True,
-              max_length=seq_len)
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True, truncation=True, max_length=seq_len)
     labels = []
     for tid, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
         learn = any(start < b and end > a for a, b in spans)  # overlap: BPE tokens carry the space
@@ -176,7 +178,7 @@ def build_examples(tok, records, seq_len: int, fmt: str = "auto", packing: bool 
     fmt = detect_format(records[0]) if fmt == "auto" else fmt
     convs = [to_messages(r, fmt) for r in records]
     examples = [encode(tok, c, seq_len) for c in convs]
-    examples = [e for e in examples if any(l != IGNORE for l in e["labels"])]
+    examples = [e for e in examples if any(label != IGNORE for label in e["labels"])]
     if not examples:
         raise DataError("no example keeps an answer token within the sequence length; raise seq_len")
     return pack(examples, seq_len) if packing else examples
@@ -197,11 +199,10 @@ def pack(examples: list[dict], seq_len: int) -> list[dict]:
 
 
 class Collator:
-    """Pads a batch to its longest example and counts the real tokens it carried."""
+    """Pads a batch to its longest example (labels with IGNORE, attention mask zero)."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
-        self.tokens = 0
 
     def __call__(self, batch: list[dict]) -> dict:
         import torch
@@ -215,5 +216,4 @@ class Collator:
             ids[i, :n] = torch.tensor(b["input_ids"])
             labels[i, :n] = torch.tensor(b["labels"])
             mask[i, :n] = 1
-        self.tokens += int(mask.sum())
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}

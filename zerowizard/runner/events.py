@@ -4,13 +4,14 @@ Rank 0 writes ``start``, ``step``, ``checkpoint``, ``eval`` and ``end``; any ran
 ``error``; the launcher writes ``end`` itself when the ranks could not (crash, interrupt).
 The headless printer and the TUI's run screen both read this one stream.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 KINDS = ("start", "step", "checkpoint", "eval", "error", "end")
 

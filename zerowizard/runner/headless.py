@@ -2,16 +2,26 @@
 
 Both printers consume the same events (see :mod:`zerowizard.runner.events`) plus rank log lines.
 """
+
 from __future__ import annotations
 
 import sys
 
-_NOISE = ("it/s]", "s/it]", "FutureWarning", "warnings.warn(", "return func(*args", "{'loss':",
-          "{'train_runtime'",
-          # known harmless start-up chatter on the CPU: bitsandbytes' optional kernels package,
-          # DeepSpeed probing async_io (libaio) and loading its shared-memory comm op
-          "gemm_4bit_forward from kernels-community", "cannot find -laio",
-          "collect2: error: ld returned 1 exit status", "deepspeed_shm_comm_op built successfully")
+_NOISE = (
+    "it/s]",
+    "s/it]",
+    "FutureWarning",
+    "warnings.warn(",
+    "return func(*args",
+    "{'loss':",
+    "{'train_runtime'",
+    # known harmless start-up chatter on the CPU: bitsandbytes' optional kernels package,
+    # DeepSpeed probing async_io (libaio) and loading its shared-memory comm op
+    "gemm_4bit_forward from kernels-community",
+    "cannot find -laio",
+    "collect2: error: ld returned 1 exit status",
+    "deepspeed_shm_comm_op built successfully",
+)
 
 
 def interesting(line: str) -> bool:
@@ -37,17 +47,21 @@ def describe(ev: dict) -> str:
         pred = ev.get("predicted_per_gpu_bytes")
         extra = f", predicted {_gib(pred)} GiB per device" if pred else ""
         resumed = f", resumed from {ev['resumed_from']}" if ev.get("resumed_from") else ""
-        return (f"start: world size {ev.get('world_size')}, {ev.get('accelerator')} "
-                f"{ev.get('precision')}, {ev.get('total_steps')} steps{extra}{resumed} "
-                f"(set-up {ev.get('setup_s')}s)")
+        return (
+            f"start: world size {ev.get('world_size')}, {ev.get('accelerator')} "
+            f"{ev.get('precision')}, {ev.get('total_steps')} steps{extra}{resumed} "
+            f"(set-up {ev.get('setup_s')}s)"
+        )
     if kind == "step":
         mem = ",".join(_gib(m) for m in ev.get("memory_bytes") or [])
         gn = ev.get("grad_norm")
         lr = ev.get("learning_rate")
-        return (f"step {ev['step']}/{ev['total_steps']} epoch {ev.get('epoch', 0):.2f} "
-                f"loss {ev['loss']:.4f} lr {lr if lr is None else f'{lr:.2e}'} "
-                f"grad {gn if gn is None else f'{gn:.3f}'} tok/s {ev.get('tokens_per_s', 0):.0f} "
-                f"eta {_fmt_s(ev.get('eta_s'))} mem GiB [{mem}]")
+        return (
+            f"step {ev['step']}/{ev['total_steps']} epoch {ev.get('epoch', 0):.2f} "
+            f"loss {ev['loss']:.4f} lr {lr if lr is None else f'{lr:.2e}'} "
+            f"grad {gn if gn is None else f'{gn:.3f}'} tok/s {ev.get('tokens_per_s', 0):.0f} "
+            f"eta {_fmt_s(ev.get('eta_s'))} mem GiB [{mem}]"
+        )
     if kind == "checkpoint":
         return f"checkpoint at step {ev['step']}: {ev['path']}"
     if kind == "eval":
@@ -55,8 +69,10 @@ def describe(ev: dict) -> str:
     if kind == "error":
         return f"error on rank {ev.get('rank')}: {ev.get('error')}"
     if kind == "end":
-        return (f"end: {ev.get('status')} at step {ev.get('step')}/{ev.get('total_steps')}, "
-                f"loss {ev.get('loss')}, {ev.get('elapsed_s')}s")
+        return (
+            f"end: {ev.get('status')} at step {ev.get('step')}/{ev.get('total_steps')}, "
+            f"loss {ev.get('loss')}, {ev.get('elapsed_s')}s"
+        )
     return str(ev)
 
 
@@ -86,9 +102,15 @@ class RichPrinter:
 
         self.console = Console(file=stream or sys.stdout)
         self.progress = Progress(
-            TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("loss [cyan]{task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
-            TextColumn("ETA {task.fields[eta]}"), console=self.console, transient=False)
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss [cyan]{task.fields[loss]}"),
+            TextColumn("{task.fields[tps]} tok/s"),
+            TextColumn("ETA {task.fields[eta]}"),
+            console=self.console,
+            transient=False,
+        )
         self.task = None
 
     def notice(self, text: str) -> None:
@@ -101,14 +123,24 @@ class RichPrinter:
         kind = ev.get("event")
         if kind == "start":
             self.progress.start()
-            self.task = self.progress.add_task("train", total=ev.get("total_steps") or None,
-                                               completed=ev.get("start_step") or 0, loss="-", tps="-",
-                                               eta="?")
+            self.task = self.progress.add_task(
+                "train",
+                total=ev.get("total_steps") or None,
+                completed=ev.get("start_step") or 0,
+                loss="-",
+                tps="-",
+                eta="?",
+            )
             self.console.print(describe(ev), markup=False, highlight=False)
         elif kind == "step" and self.task is not None:
-            self.progress.update(self.task, completed=ev["step"], total=ev["total_steps"],
-                                 loss=f"{ev['loss']:.4f}", tps=f"{ev.get('tokens_per_s', 0):.0f}",
-                                 eta=_fmt_s(ev.get("eta_s")))
+            self.progress.update(
+                self.task,
+                completed=ev["step"],
+                total=ev["total_steps"],
+                loss=f"{ev['loss']:.4f}",
+                tps=f"{ev.get('tokens_per_s', 0):.0f}",
+                eta=_fmt_s(ev.get("eta_s")),
+            )
         else:
             style = "red" if kind == "error" else "green" if kind == "end" else ""
             self.console.print(describe(ev), style=style, markup=False, highlight=False)

@@ -7,6 +7,7 @@ Launchers: ``single`` (one process, still a DeepSpeed engine), ``torchrun`` (one
 NNODES, NODE_RANK, ADDR, PORT), ``slurm`` (one task per rank from SLURM_* variables, as
 ``srun zerowizard run --headless --launcher slurm``), ``auto`` (single for one rank, else torchrun).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,12 +28,21 @@ def add_run_arguments(parser) -> None:
             g.add_argument(*flags, **kw)
 
     if "recipe_name" not in dests:
-        g.add_argument("recipe_name", nargs="?", metavar="RECIPE",
-                       help="a recipe name, as in `xtuner train NAME` (same as --recipe NAME)")
+        g.add_argument(
+            "recipe_name",
+            nargs="?",
+            metavar="RECIPE",
+            help="a recipe name, as in `xtuner train NAME` (same as --recipe NAME)",
+        )
     opt("--headless", action="store_true", help="print progress (rich on a terminal, plain lines otherwise)")
     opt("--output", metavar="DIR", help="run folder (default: a new folder under ./work_dirs)")
-    opt("--resume", nargs="?", const="latest", metavar="DIR",
-        help="continue from the latest checkpoint of DIR (default: --output, else the newest run)")
+    opt(
+        "--resume",
+        nargs="?",
+        const="latest",
+        metavar="DIR",
+        help="continue from the latest checkpoint of DIR (default: --output, else the newest run)",
+    )
     opt("--launcher", choices=LAUNCHERS, default="auto", help="how ranks start (default: auto)")
     opt("--nproc-per-node", type=int, metavar="N", help="ranks on this node (env NPROC_PER_NODE)")
     opt("--nnodes", type=int, metavar="N", help="nodes (env NNODES)")
@@ -55,17 +65,20 @@ def _env_int(name: str):
 def topology(args, analysis_hw=None) -> dict:
     """nproc, nnodes, node_rank, master address/port from flags, then XTuner's variables."""
     nproc = getattr(args, "nproc_per_node", None) or _env_int("NPROC_PER_NODE")
-    return {"nproc": nproc,
-            "nnodes": getattr(args, "nnodes", None) or _env_int("NNODES") or 1,
-            "node_rank": getattr(args, "node_rank", None) if getattr(args, "node_rank", None) is not None
-            else (_env_int("NODE_RANK") or 0),
-            "addr": getattr(args, "master_addr", None) or os.environ.get("ADDR"),
-            "port": getattr(args, "master_port", None) or _env_int("PORT")}
+    return {
+        "nproc": nproc,
+        "nnodes": getattr(args, "nnodes", None) or _env_int("NNODES") or 1,
+        "node_rank": getattr(args, "node_rank", None)
+        if getattr(args, "node_rank", None) is not None
+        else (_env_int("NODE_RANK") or 0),
+        "addr": getattr(args, "master_addr", None) or os.environ.get("ADDR"),
+        "port": getattr(args, "master_port", None) or _env_int("PORT"),
+    }
 
 
 def apply_run_options(plan, args):
     """Fold the runner flags that are plan fields (data, epochs, steps, output, topology) in."""
-    from zerowizard.plan import update
+    from zerowizard.core.plan import update
 
     if getattr(args, "recipe_name", None) and not getattr(args, "recipe", None):
         from zerowizard.planflags import plan_from_args
@@ -74,10 +87,17 @@ def apply_run_options(plan, args):
         plan = plan_from_args(args)
     if getattr(args, "data", None):
         plan = update(plan, "data", path=args.data)
-    train = {k: getattr(args, a) for k, a in (("epochs", "epochs"), ("max_steps", "max_steps"),
-                                             ("save_steps", "save_steps"), ("learning_rate", "lr"),
-                                             ("logging_steps", "logging_steps"))
-             if getattr(args, a, None) is not None}
+    train = {
+        k: getattr(args, a)
+        for k, a in (
+            ("epochs", "epochs"),
+            ("max_steps", "max_steps"),
+            ("save_steps", "save_steps"),
+            ("learning_rate", "lr"),
+            ("logging_steps", "logging_steps"),
+        )
+        if getattr(args, a, None) is not None
+    }
     if train:
         plan = update(plan, "train", **train)
     if getattr(args, "output", None):
@@ -92,7 +112,7 @@ def apply_run_options(plan, args):
 
 def run_headless(plan, args) -> int:
     """Check, prepare, launch, follow. Returns the exit status (2: plan errors, nothing started)."""
-    from zerowizard.core import analyze
+    from zerowizard.core.analysis import analyze
     from zerowizard.runner import prepare
     from zerowizard.runner.headless import make_printer
 
@@ -100,7 +120,7 @@ def run_headless(plan, args) -> int:
     try:
         plan = _resumed_plan(plan, args)
         plan = apply_run_options(plan, args)
-    except Exception as exc:  # PlanError from a positional recipe or a saved plan
+    except Exception as exc:  # noqa: BLE001 - PlanError from a positional recipe or a saved plan
         for line in getattr(exc, "errors", [str(exc)]):
             print(f"zerowizard: error: {line}", file=sys.stderr)
         return 2
@@ -126,8 +146,10 @@ def run_headless(plan, args) -> int:
             if plan.output:
                 workdir = Path(plan.output)
             elif top["nnodes"] > 1:
-                raise prepare.PrepareError("several nodes: give --output DIR, the same path on every "
-                                           "node (shared storage, so rank 0's checkpoints are found)")
+                raise prepare.PrepareError(
+                    "several nodes: give --output DIR, the same path on every "
+                    "node (shared storage, so rank 0's checkpoints are found)"
+                )
             elif launcher == "slurm" and os.environ.get("SLURM_JOB_ID"):
                 workdir = root / f"slurm_{os.environ['SLURM_JOB_ID']}"
             else:
@@ -141,17 +163,24 @@ def run_headless(plan, args) -> int:
         return 2
     workdir = workdir.resolve()
     selected = getattr(analysis, "selected", None)
-    spec = {"model_path": model_path, "trust_remote_code": trust, "data": data,
-            "precision": analysis.precision, "accelerator": hw.accelerator,
-            "resume_from": str(ckpt) if ckpt else None,
-            "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None}
+    spec = {
+        "model_path": model_path,
+        "trust_remote_code": trust,
+        "data": data,
+        "precision": analysis.precision,
+        "accelerator": hw.accelerator,
+        "resume_from": str(ckpt) if ckpt else None,
+        "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None,
+    }
     prepare.write_run_files(workdir, plan, analysis.ds.config, spec)
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     if hw.accelerator == "cpu":
         env["DS_ACCELERATOR"] = "cpu"
-        printer.notice("notice: no CUDA device: training on the CPU accelerator (DS_ACCELERATOR=cpu, "
-                       f"gloo, {analysis.precision}); slow, but every path is real")
+        printer.notice(
+            "notice: no CUDA device: training on the CPU accelerator (DS_ACCELERATOR=cpu, "
+            f"gloo, {analysis.precision}); slow, but every path is real"
+        )
     printer.notice(f"run folder: {workdir}")
     cmd, ranks, writes = _command(launcher, nproc, top, workdir, env, slurm)
     from zerowizard.runner.supervise import Supervisor
@@ -169,15 +198,18 @@ def run_headless(plan, args) -> int:
 def _resumed_plan(plan, args):
     """`--resume` without --plan/--recipe continues the run's own saved plan.yaml (the runner
     flags --max-steps/--epochs/--save-steps still apply on top)."""
-    if not getattr(args, "resume", None) or getattr(args, "plan", None) or getattr(args, "recipe", None) \
-            or getattr(args, "recipe_name", None):
+    if (
+        not getattr(args, "resume", None)
+        or getattr(args, "plan", None)
+        or getattr(args, "recipe", None)
+        or getattr(args, "recipe_name", None)
+    ):
         return plan
-    from zerowizard.plan import load_plan, update
+    from zerowizard.core.plan import load_plan, update
     from zerowizard.runner import prepare
 
     try:
-        workdir = prepare.resume_dir(args.resume, getattr(args, "output", None) or plan.output,
-                                     Path("work_dirs"))
+        workdir = prepare.resume_dir(args.resume, getattr(args, "output", None) or plan.output, Path("work_dirs"))
     except prepare.PrepareError:
         return plan  # reported later, with the rest of the resume checks
     saved = workdir / "plan.yaml"
@@ -197,17 +229,32 @@ def _command(launcher, nproc, top, workdir: Path, env: dict, slurm):
     if launcher == "single":
         from zerowizard.runner.prepare import free_port
 
-        env.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
-                    "MASTER_ADDR": top["addr"] or "127.0.0.1",
-                    "MASTER_PORT": str(top["port"] or free_port())})
+        env.update(
+            {
+                "RANK": "0",
+                "WORLD_SIZE": "1",
+                "LOCAL_RANK": "0",
+                "LOCAL_WORLD_SIZE": "1",
+                "MASTER_ADDR": top["addr"] or "127.0.0.1",
+                "MASTER_PORT": str(top["port"] or free_port()),
+            }
+        )
         return [py, *entry], [0], True
     from zerowizard.runner.prepare import free_port
 
     if "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-    cmd = [py, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", f"--nnodes={top['nnodes']}",
-           f"--node-rank={top['node_rank']}", f"--master-addr={top['addr'] or '127.0.0.1'}",
-           f"--master-port={top['port'] or free_port()}", *entry]
+    cmd = [
+        py,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc-per-node={nproc}",
+        f"--nnodes={top['nnodes']}",
+        f"--node-rank={top['node_rank']}",
+        f"--master-addr={top['addr'] or '127.0.0.1'}",
+        f"--master-port={top['port'] or free_port()}",
+        *entry,
+    ]
     first = top["node_rank"] * nproc
     return cmd, list(range(first, first + nproc)), top["node_rank"] == 0
 
@@ -220,8 +267,7 @@ def _summary(printer, workdir: Path) -> None:
     end = next((e for e in reversed(events) if e.get("event") == "end"), {})
     ckpts = [e["path"] for e in events if e.get("event") == "checkpoint"]
     if steps:
-        printer.notice(f"loss {steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f} over "
-                       f"{steps[-1]['step']} steps")
+        printer.notice(f"loss {steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f} over {steps[-1]['step']} steps")
     printer.notice(f"final model:   {end.get('final_model', workdir / 'final')}")
     if ckpts:
         printer.notice(f"checkpoint:    {ckpts[-1]}")

@@ -3,9 +3,9 @@
 Everything that can fail fast fails here (missing model offline, bad data line, no checkpoint
 to resume), as a :class:`PrepareError` with a message that says what to do.
 """
+
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -41,8 +41,10 @@ def resolve_model(spec, data_file: Path | None) -> tuple[str, bool]:
         return str(tinymodel.tiny_model_dir(card)), False
     hub_id = getattr(spec, "hub_id", None)
     if not hub_id:
-        raise PrepareError(f"model {spec.name!r} has no weights to train (it is a size-only entry); "
-                           "point --model at a local model directory")
+        raise PrepareError(
+            f"model {spec.name!r} has no weights to train (it is a size-only entry); "
+            "point --model at a local model directory"
+        )
     try:
         from huggingface_hub import snapshot_download
 
@@ -50,9 +52,11 @@ def resolve_model(spec, data_file: Path | None) -> tuple[str, bool]:
     except Exception:  # noqa: BLE001 - not cached: fall through to the hub check
         pass
     if not hub_reachable():
-        raise PrepareError(f"model {hub_id} is not on this machine and the hub cannot be reached: "
-                           f"download it first (huggingface-cli download {hub_id}) or point --model "
-                           "at a local model directory")
+        raise PrepareError(
+            f"model {hub_id} is not on this machine and the hub cannot be reached: "
+            f"download it first (huggingface-cli download {hub_id}) or point --model "
+            "at a local model directory"
+        )
     return hub_id, trust
 
 
@@ -76,8 +80,10 @@ def resolve_data(path: str | None, fmt: str) -> dict:
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", path):
         raise PrepareError(f"data: {path!r} is neither a local JSON/JSONL file nor a hub dataset id")
     if not hub_reachable() and not _dataset_cached(path):
-        raise PrepareError(f"data: hub dataset {path} is not cached here and the hub cannot be "
-                           "reached; pass --data FILE (a local alpaca, chat or oasst1 JSON/JSONL)")
+        raise PrepareError(
+            f"data: hub dataset {path} is not cached here and the hub cannot be "
+            "reached; pass --data FILE (a local alpaca, chat or oasst1 JSON/JSONL)"
+        )
     return {"path": path, "hub": True}
 
 
@@ -97,8 +103,11 @@ def new_output_dir(root: Path, name: str) -> Path:
 
 
 def latest_checkpoint(workdir: Path) -> Path | None:
-    ckpts = [(int(m.group(1)), p) for p in (workdir / "checkpoints").glob("checkpoint-*")
-             if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()]
+    ckpts = [
+        (int(m.group(1)), p)
+        for p in (workdir / "checkpoints").glob("checkpoint-*")
+        if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and p.is_dir()
+    ]
     return max(ckpts)[1] if ckpts else None
 
 
@@ -115,8 +124,8 @@ def resume_dir(resume: str, output: str | None, root: Path) -> Path:
 
 
 def write_run_files(workdir: Path, plan, ds_config: dict, runner_spec: dict) -> None:
-    from zerowizard.dsconfig import write_json_atomic, write_text_atomic
-    from zerowizard.plan import dump_plan
+    from zerowizard.core.dsconfig import write_json_atomic, write_text_atomic
+    from zerowizard.core.plan import dump_plan
 
     # Every launcher of a job writes here (each SLURM task, each node on shared storage), possibly
     # while another's ranks already read: atomic writes, and a stale file may already be gone.
@@ -137,11 +146,14 @@ def slurm_env() -> dict:
 
     env = os.environ
     nodelist = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
-    missing = [k for k in ("SLURM_PROCID", "SLURM_NTASKS") if k not in env] + \
-        ([] if nodelist else ["SLURM_JOB_NODELIST"])
+    missing = [k for k in ("SLURM_PROCID", "SLURM_NTASKS") if k not in env] + (
+        [] if nodelist else ["SLURM_JOB_NODELIST"]
+    )
     if missing:
-        raise PrepareError(f"--launcher slurm: {', '.join(missing)} not set; run inside an "
-                           "allocation, e.g. srun zerowizard run --headless --launcher slurm")
+        raise PrepareError(
+            f"--launcher slurm: {', '.join(missing)} not set; run inside an "
+            "allocation, e.g. srun zerowizard run --headless --launcher slurm"
+        )
     try:
         master = env.get("MASTER_ADDR") or first_host(nodelist)
     except NodelistError as exc:
@@ -152,16 +164,17 @@ def slurm_env() -> dict:
         local_world = per_node[min(int(env.get("SLURM_NODEID", "0")), len(per_node) - 1)]
     except (KeyError, ValueError):
         local_world = int(env.get("SLURM_NTASKS_PER_NODE", "1").split("(")[0])
-    return {"RANK": env["SLURM_PROCID"], "WORLD_SIZE": env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"],
-            "LOCAL_RANK": env.get("SLURM_LOCALID", "0"), "LOCAL_WORLD_SIZE": str(local_world),
-            "MASTER_ADDR": master, "MASTER_PORT": port}
+    return {
+        "RANK": env["SLURM_PROCID"],
+        "WORLD_SIZE": env.get("SLURM_STEP_NUM_TASKS") or env["SLURM_NTASKS"],
+        "LOCAL_RANK": env.get("SLURM_LOCALID", "0"),
+        "LOCAL_WORLD_SIZE": str(local_world),
+        "MASTER_ADDR": master,
+        "MASTER_PORT": port,
+    }
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def dump(obj) -> str:
-    return json.dumps(obj, indent=2)

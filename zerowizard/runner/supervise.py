@@ -4,8 +4,10 @@ SIGINT/SIGTERM stop the whole process tree (SIGTERM, then SIGKILL after a grace 
 run exits 130/143. A rank that reports an error stops the others; its error and the last lines
 of its log are shown and the exit status is non-zero.
 """
+
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import time
@@ -25,7 +27,7 @@ class _LogTail:
 
     def lines(self):
         try:
-            with open(self.path, "r", encoding="utf-8", errors="replace") as fh:
+            with open(self.path, encoding="utf-8", errors="replace") as fh:
                 fh.seek(self.offset)
                 chunk = fh.read()
                 self.offset = fh.tell()
@@ -43,20 +45,16 @@ def kill_tree(pid: int, grace: float = TERM_GRACE_S) -> None:
 
     try:
         root = psutil.Process(pid)
-        procs = root.children(recursive=True) + [root]
+        procs = [*root.children(recursive=True), root]
     except psutil.NoSuchProcess:
         return
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
     _, alive = psutil.wait_procs(procs, timeout=grace)
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(alive, timeout=2)
 
 
@@ -65,12 +63,11 @@ def last_lines(path: Path, n: int = TAIL_LINES) -> list[str]:
         text = path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
     except FileNotFoundError:
         return []
-    return [l for l in text.splitlines() if interesting(l)][-n:]
+    return [line for line in text.splitlines() if interesting(line)][-n:]
 
 
 class Supervisor:
-    def __init__(self, cmd: list[str], env: dict, workdir: Path, printer, ranks: list[int],
-                 writes_events: bool = True):
+    def __init__(self, cmd: list[str], env: dict, workdir: Path, printer, ranks: list[int], writes_events: bool = True):
         self.cmd, self.env, self.workdir, self.printer = cmd, env, workdir, printer
         self.ranks = ranks
         self.writes_events = writes_events
@@ -94,8 +91,9 @@ class Supervisor:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             with open(logs / "launcher.log", "a", encoding="utf-8") as out:
-                proc = subprocess.Popen(self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+                proc = subprocess.Popen(
+                    self.cmd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                )
                 self.pid = proc.pid
                 rc = self._loop(proc, tail, logtails)
         finally:
@@ -125,8 +123,9 @@ class Supervisor:
                 kill_tree(proc.pid)
                 self._pump(tail, logtails)
                 self._end("interrupted", signal=name)
-                self.printer.notice(f"stopped by {name}; checkpoints so far are in "
-                                    f"{self.workdir / 'checkpoints'} (--resume continues)")
+                self.printer.notice(
+                    f"stopped by {name}; checkpoints so far are in {self.workdir / 'checkpoints'} (--resume continues)"
+                )
                 return 128 + self.signum
             rc = proc.poll()
             if rc is not None:
@@ -146,7 +145,10 @@ class Supervisor:
         rank = err.get("rank") if err else None
         if err is None:
             for r in self.ranks:  # no error event: find a rank whose log shows a traceback
-                if any("Traceback" in l or "Error" in l for l in last_lines(self.workdir / "logs" / f"rank{r}.log")):
+                if any(
+                    "Traceback" in line or "Error" in line
+                    for line in last_lines(self.workdir / "logs" / f"rank{r}.log")
+                ):
                     rank = r
                     break
         self.printer.notice(f"training failed (exit {rc})" + (f" on rank {rank}" if rank is not None else ""))
@@ -161,4 +163,5 @@ class Supervisor:
     def _end(self, status: str, **fields) -> None:
         if self.ended is None and self.writes_events:
             self.ended = EventWriter(self.workdir / "events.jsonl", source="launcher").emit(
-                "end", status=status, **fields)
+                "end", status=status, **fields
+            )

@@ -6,6 +6,7 @@ in a cache folder keyed by the card and the data, so every rank and every method
 QLoRA, ZeRO-3 partitioned init) loads it with ``from_pretrained`` like a real model.
 Nothing is downloaded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,7 +28,7 @@ _VERSION = "1"
 
 
 def presets_dir() -> Path:
-    from zerowizard.paths import PRESETS
+    from zerowizard.core.paths import PRESETS
 
     return Path(os.environ.get("ZEROWIZARD_PRESETS") or PRESETS)
 
@@ -61,8 +62,7 @@ def _key(card: dict, data_files: list[Path], seed: int) -> str:
     return h.hexdigest()[:16]
 
 
-def tiny_model_dir(card: dict, data_files: list[Path] | None = None, seed: int = 0,
-                   root: Path | None = None) -> Path:
+def tiny_model_dir(card: dict, data_files: list[Path] | None = None, seed: int = 0, root: Path | None = None) -> Path:
     """The pretrained directory for ``card``, built on first use (atomic rename)."""
     data_files = [Path(f) for f in (data_files or [default_data_file()])]
     target = Path(root or cache_dir() / "tiny") / f"{card.get('name', 'tiny')}-{_key(card, data_files, seed)}"
@@ -100,9 +100,12 @@ def train_tokenizer(data_files: list[Path], vocab_size: int):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL.values()),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL.values()),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(list(_corpus(data_files)), trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, **SPECIAL)
     fast.chat_template = CHAT_TEMPLATE
@@ -114,11 +117,23 @@ def build_model(card: dict, vocab_size: int, tok, seed: int):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-            "num_key_value_heads", "tie_word_embeddings", "attention_bias",
-            "max_position_embeddings", "rms_norm_eps")
-    config = LlamaConfig(**{k: card[k] for k in keys if k in card}, vocab_size=vocab_size,
-                         pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id)
+    keys = (
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "tie_word_embeddings",
+        "attention_bias",
+        "max_position_embeddings",
+        "rms_norm_eps",
+    )
+    config = LlamaConfig(
+        **{k: card[k] for k in keys if k in card},
+        vocab_size=vocab_size,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
     torch.manual_seed(seed)
     return LlamaForCausalLM(config)

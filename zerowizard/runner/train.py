@@ -4,6 +4,7 @@ Reads ``plan.yaml``, ``ds_config.json`` and ``runner.json`` that the launcher wr
 builds the model (partitioned under ZeRO-3), the data and an HF Trainer driving DeepSpeed with
 that exact JSON, and streams events. Each rank's stdout/stderr goes to ``DIR/logs/rankN.log``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,7 @@ from zerowizard.runner.events import EventWriter
 def _redirect_logs(workdir: Path, rank: int) -> None:
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    fh = open(logs / f"rank{rank}.log", "a", buffering=1, encoding="utf-8")
+    fh = open(logs / f"rank{rank}.log", "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as stdout
     sys.stdout.flush()
     sys.stderr.flush()
     os.dup2(fh.fileno(), 1)
@@ -40,7 +41,7 @@ def _quiet_libraries() -> None:
 def load_model(spec: dict, plan, ds_config: dict, precision: str):
     """The model (peft-wrapped for LoRA/QLoRA); under ZeRO-3 it is created partitioned."""
     import torch
-    import torch._dynamo  # noqa: F401  (must not be first imported inside zero.Init)
+    import torch._dynamo
     from transformers import AutoConfig, AutoModelForCausalLM
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
@@ -56,8 +57,12 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=dtype, bnb_4bit_quant_storage=dtype)
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_quant_storage=dtype,
+        )
     # TrainingArguments(deepspeed=...) was built before this call, so transformers sees the
     # HfDeepSpeedConfig and from_pretrained runs under deepspeed.zero.Init for stage 3.
     model = cls.from_pretrained(path, **kwargs)
@@ -68,12 +73,15 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if method == "qlora":
-        model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=plan.batch.grad_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=plan.batch.grad_checkpointing)
     targets = plan.method.target_modules
-    lora = LoraConfig(r=plan.method.lora_r, lora_alpha=plan.method.lora_alpha,
-                      lora_dropout=plan.method.lora_dropout, task_type="CAUSAL_LM",
-                      target_modules="all-linear" if targets == "all-linear" else list(targets))
+    lora = LoraConfig(
+        r=plan.method.lora_r,
+        lora_alpha=plan.method.lora_alpha,
+        lora_dropout=plan.method.lora_dropout,
+        task_type="CAUSAL_LM",
+        target_modules="all-linear" if targets == "all-linear" else list(targets),
+    )
     # Adapters take the model's 16-bit dtype, not peft's fp32 upcast: ZeRO-3 needs every
     # trainable partition in one dtype, and DeepSpeed keeps its own fp32 master copy anyway.
     model = get_peft_model(model, lora, autocast_adapter_dtype=False)
@@ -106,17 +114,29 @@ def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdi
         per_device_train_batch_size=_int(ds_config.get("train_micro_batch_size_per_gpu"), plan.batch.micro_batch),
         gradient_accumulation_steps=_int(ds_config.get("gradient_accumulation_steps"), plan.batch.grad_accum),
         max_grad_norm=float(clip) if isinstance(clip, (int, float)) else plan.max_grad_norm,
-        learning_rate=t.learning_rate, warmup_steps=t.warmup_ratio, lr_scheduler_type="cosine",
-        num_train_epochs=t.epochs, max_steps=t.max_steps or -1,
-        logging_steps=t.logging_steps, logging_first_step=True,
-        save_strategy="steps", save_steps=t.save_steps or 10**9,
-        bf16=precision == "bf16", fp16=precision == "fp16",
-        use_cpu=spec["accelerator"] == "cpu", deepspeed=ds_config,
+        learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type="cosine",
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=t.save_steps or 10**9,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=spec["accelerator"] == "cpu",
+        deepspeed=ds_config,
         gradient_checkpointing=plan.batch.grad_checkpointing,
         gradient_checkpointing_kwargs={"use_reentrant": False},
-        seed=t.seed, data_seed=t.seed, report_to=[], disable_tqdm=True,
-        dataloader_num_workers=0, remove_unused_columns=False,
-        average_tokens_across_devices=False,  # per-rank token mean, as DeepSpeed averages grads; no extra collective per step
+        seed=t.seed,
+        data_seed=t.seed,
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        # per-rank token mean, as DeepSpeed averages grads; no extra collective per step
+        average_tokens_across_devices=False,
     )
 
 
@@ -168,18 +188,17 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-    except BaseException as exc:  # noqa: BLE001 - reported, then re-raised as exit status
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and not exc.code):
             raise
-        events.emit("error", rank=rank, error=f"{type(exc).__name__}: {exc}",
-                    traceback=traceback.format_exc()[-4000:])
+        events.emit("error", rank=rank, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
         traceback.print_exc()
         sys.stdout.flush()
         return 1
 
 
 def _train(workdir: Path, rank: int, events: EventWriter) -> int:
-    from zerowizard.plan import load_plan
+    from zerowizard.core.plan import load_plan
 
     spec = json.loads((workdir / "runner.json").read_text(encoding="utf-8"))
     plan = load_plan(workdir / "plan.yaml")
@@ -211,8 +230,13 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cb = EventsCallback(events if rank == 0 else None, spec, plan, collator, world, started, workdir)
     trainer = _counting_trainer(Trainer)(
-        model=model, args=targs, train_dataset=examples, data_collator=collator,
-        processing_class=tok, callbacks=[cb, TestHooks(rank)])
+        model=model,
+        args=targs,
+        train_dataset=examples,
+        data_collator=collator,
+        processing_class=tok,
+        callbacks=[cb, TestHooks(rank)],
+    )
     cb.trainer = trainer
     phases["trainer"] = time.time() - started - sum(phases.values())
     spec["setup_phases_s"] = {k: round(v, 2) for k, v in phases.items()}  # engine init follows

@@ -13,12 +13,13 @@ and ``SLURM_TASKS_PER_NODE`` (``2(x3),1``: two tasks on each of three nodes, the
 Padding follows SLURM's hostlist.c: a range is printed with the width of its first number
 (``[09-11]`` -> 09 10 11; ``[9-11]`` -> 9 10 11). Pure Python, no subprocess.
 """
+
 from __future__ import annotations
 
 import itertools
 import re
 
-__all__ = ["NodelistError", "expand_nodelist", "first_host", "expand_tasks_per_node"]
+__all__ = ["NodelistError", "expand_nodelist", "expand_tasks_per_node", "first_host"]
 
 # SLURM refuses host lists beyond this many names too (MAX_RANGE in hostlist.c is 64k).
 MAX_HOSTS = 65536

@@ -9,6 +9,7 @@ DeepSpeed JSON beside it.
 
 Pure Python: no torch, no deepspeed (the CLI and the TUI import this).
 """
+
 from __future__ import annotations
 
 import shlex
@@ -49,7 +50,7 @@ def portable_plan(plan, hardware, base: Path | None = None):
     """The plan as the job will read it on another machine, from another folder: relative paths
     made absolute (against ``base``, default the current folder) and the topology pinned, so the
     nodes the script asks for and the plan the ranks read cannot disagree."""
-    from zerowizard.plan import update
+    from zerowizard.core.plan import update
 
     base = Path.cwd() if base is None else base
     plan = update(plan, "model", name=_abs_if_local(plan.model.name, base))
@@ -67,8 +68,15 @@ def job_name(files: SbatchFiles) -> str:
     return "zw-" + "".join(c if c.isalnum() or c in "-_." else "_" for c in files.plan.name[: -len(".plan.yaml")])
 
 
-def render(analysis, files: SbatchFiles, *, partition: str | None = None, time: str | None = None,
-           account: str | None = None, output_dir: str | None = None) -> str:
+def render(
+    analysis,
+    files: SbatchFiles,
+    *,
+    partition: str | None = None,
+    time: str | None = None,
+    account: str | None = None,
+    output_dir: str | None = None,
+) -> str:
     """The sbatch script text for an analysed (error-free) plan."""
     hw = analysis.hardware
     plan = analysis.plan
@@ -78,13 +86,16 @@ def render(analysis, files: SbatchFiles, *, partition: str | None = None, time: 
     out = output_dir or f"{folder}/work_dirs/{stem}_${{SLURM_JOB_ID}}"
     model = analysis.model.name if analysis.model else plan.model.name
     zero = analysis.zero
-    offload = [f"{name}={dev}" for name, dev in (("offload_optimizer", zero.offload_optimizer),
-                                                 ("offload_param", zero.offload_param))
-               if dev not in (None, "none")]
+    offload = [
+        f"{name}={dev}"
+        for name, dev in (("offload_optimizer", zero.offload_optimizer), ("offload_param", zero.offload_param))
+        if dev not in (None, "none")
+    ]
     lines = [
         "#!/bin/bash",
         f"# Written by zerowizard {__version__}: {model}, {plan.method.type}, ZeRO-{zero.stage}"
-        + (f" ({', '.join(offload)})" if offload else "") + f", {analysis.precision}.",
+        + (f" ({', '.join(offload)})" if offload else "")
+        + f", {analysis.precision}.",
         f"# {hw.nodes} node(s) x {hw.gpus_per_node} {'CPU rank(s)' if hw.is_cpu else hw.name} "
         f"= world size {hw.world_size}; one SLURM task per {'rank' if hw.is_cpu else 'GPU'}.",
         f"# Plan: {files.plan}",
@@ -111,7 +122,7 @@ def render(analysis, files: SbatchFiles, *, partition: str | None = None, time: 
         "",
         "srun --kill-on-bad-exit=1 zerowizard run --headless --launcher slurm \\",
         f"    --plan {q(str(files.plan))} \\",
-        f"    --output \"{out}\"",
+        f'    --output "{out}"',
         "",
     ]
     return "\n".join(lines) + "\n"
@@ -125,21 +136,21 @@ class SbatchError(ValueError):
         self.message, self.problems = message, list(problems)
 
 
-def export_sbatch(plan, target: str | Path, *, partition: str | None = None, time: str | None = None,
-                  account: str | None = None):
+def export_sbatch(
+    plan, target: str | Path, *, partition: str | None = None, time: str | None = None, account: str | None = None
+):
     """Write JOB.sh, JOB.plan.yaml and JOB.ds_config.json for ``plan``; returns (files, analysis).
 
     For the CLI and the TUI alike. Raises :class:`SbatchError` (nothing written) on plan errors or
     a bad target; OSError when a file cannot be written."""
-    from zerowizard.core import analyze
-    from zerowizard.dsconfig import write_json_atomic, write_text_atomic
-    from zerowizard.plan import dump_plan
+    from zerowizard.core.analysis import analyze
+    from zerowizard.core.dsconfig import write_json_atomic, write_text_atomic
+    from zerowizard.core.plan import dump_plan
 
     target = Path(target)
     a = analyze(plan)
     if a.errors:
-        raise SbatchError(f"not written: {target} (fix the errors above; an existing file is left as it was)",
-                          a.errors)
+        raise SbatchError(f"not written: {target} (fix the errors above; an existing file is left as it was)", a.errors)
     if target.is_dir():
         raise SbatchError(f"{target} is a directory; give a file name, e.g. {target / 'job.sh'}")
     if not target.absolute().parent.is_dir():
@@ -163,8 +174,13 @@ def cmd_export_sbatch(args, plan) -> int:
 
     err = _console(stderr=True)
     try:
-        files, a = export_sbatch(plan, args.export_sbatch, partition=getattr(args, "partition", None),
-                                 time=getattr(args, "time", None), account=getattr(args, "account", None))
+        files, a = export_sbatch(
+            plan,
+            args.export_sbatch,
+            partition=getattr(args, "partition", None),
+            time=getattr(args, "time", None),
+            account=getattr(args, "account", None),
+        )
     except SbatchError as exc:
         if exc.problems:
             print_problems(exc.problems, err)
@@ -177,14 +193,17 @@ def cmd_export_sbatch(args, plan) -> int:
         return 1
     out = _console()
     hw = a.hardware
-    out.print(f"wrote {files.script} ({hw.nodes} node(s) x {hw.gpus_per_node} tasks, "
-              f"ZeRO-{a.zero.stage}, {a.precision})")
+    out.print(
+        f"wrote {files.script} ({hw.nodes} node(s) x {hw.gpus_per_node} tasks, ZeRO-{a.zero.stage}, {a.precision})"
+    )
     out.print(f"wrote {files.plan}")
     out.print(f"wrote {files.ds_config}")
     out.print(f"submit: sbatch {shlex.quote(str(files.script))}")
     if hw.is_cpu and plan.hardware.gpu.strip().lower() == "auto":
-        err.print("[yellow]note:[/] no GPU here, so the job is sized for CPU ranks; pass --gpus NxGPU "
-                  "(e.g. --gpus 8xA100-80GB) to size it for the cluster's GPUs")
+        err.print(
+            "[yellow]note:[/] no GPU here, so the job is sized for CPU ranks; pass --gpus NxGPU "
+            "(e.g. --gpus 8xA100-80GB) to size it for the cluster's GPUs"
+        )
     warnings = [p for p in a.problems if p.severity == "warning"]
     if warnings:
         print_problems(warnings, err)

@@ -1,11 +1,12 @@
 """The app and its factory (used by the CLI, the tests, the screenshots and the benchmark)."""
+
 from __future__ import annotations
 
 from textual.app import App
 from textual.binding import Binding
 
-from zerowizard.hardware import Detection, cached_detection
-from zerowizard.plan import Plan
+from zerowizard.core.hardware import Detection, cached_detection
+from zerowizard.core.plan import Plan
 
 from .screens.plan_screen import PlanScreen
 
@@ -32,8 +33,9 @@ class ZeroWizardApp(App):
         return next(s for s in self.screen_stack if isinstance(s, PlanScreen))
 
 
-def make_app(plan: Plan | None = None, plan_path: str | None = None, *,
-             detection: Detection | None = None) -> ZeroWizardApp:
+def make_app(
+    plan: Plan | None = None, plan_path: str | None = None, *, detection: Detection | None = None
+) -> ZeroWizardApp:
     """The app for ``plan`` (saved to / loaded from ``plan_path``). ``detection`` pins what NVML
     reports (tests and screenshots pass a fixed one)."""
     return ZeroWizardApp(plan if plan is not None else Plan(), plan_path, detection=detection)

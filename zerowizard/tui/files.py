@@ -1,10 +1,11 @@
 """File actions behind Export / Save / Load (no textual here: the tests call them directly too)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from zerowizard.dsconfig import write_json_atomic, write_text_atomic
-from zerowizard.plan import Plan, dump_plan, load_plan
+from zerowizard.core.dsconfig import write_json_atomic, write_text_atomic
+from zerowizard.core.plan import Plan, dump_plan, load_plan
 
 
 def export(analysis, ds_path: str | Path, plan_path: str | Path) -> list[Path]:

@@ -1,4 +1,5 @@
 """Small modal dialogs: ask for one or more file paths."""
+
 from __future__ import annotations
 
 from textual import on

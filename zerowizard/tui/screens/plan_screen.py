@@ -1,9 +1,10 @@
 """The planning screen: edit a plan, see every variant's memory, the problems and the final JSON.
 
 This screen owns the plan (a frozen dataclass). Field widgets post ``PlanField.Changed``; the
-screen rebuilds the plan with :func:`zerowizard.plan.update`, calls :func:`zerowizard.core.analyze`
+screen rebuilds the plan with :func:`zerowizard.core.plan.update`, calls :func:`zerowizard.core.analyze`
 (sub-millisecond) and hands the result down. Nothing here does arithmetic.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -19,11 +20,11 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, TabbedContent, TabPane
 
-from zerowizard.core import Analysis, analyze
-from zerowizard.hardware import Detection
-from zerowizard.memory import fmt_gib
-from zerowizard.modelspec import catalog
-from zerowizard.plan import PRESET_NAMES, Plan, PlanError, update
+from zerowizard.core.analysis import Analysis, analyze
+from zerowizard.core.hardware import Detection
+from zerowizard.core.modelspec import catalog
+from zerowizard.core.plan import PRESET_NAMES, Plan, PlanError, update
+from zerowizard.core.text import fmt_cc, fmt_gib
 
 from .. import files
 from ..widgets.fields import PlanField
@@ -33,6 +34,7 @@ from ..widgets.note import Note
 from ..widgets.plan_form import PlanForm
 from ..widgets.problems import ProblemsList
 from .dialogs import PathsDialog
+
 
 def _count(n: int) -> str:
     for unit, size in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
@@ -73,12 +75,10 @@ class PlanScreen(Screen):
                 yield MemoryBars(id="bars")
                 yield Note(id="recommend", classes="info")
                 with TabbedContent(id="tabs"):
-                    with TabPane("Problems", id="problems"):
-                        with VerticalScroll():
-                            yield ProblemsList(id="problem-list")
-                    with TabPane("DeepSpeed JSON", id="json"):
-                        with VerticalScroll():
-                            yield JsonPreview(id="preview")
+                    with TabPane("Problems", id="problems"), VerticalScroll():
+                        yield ProblemsList(id="problem-list")
+                    with TabPane("DeepSpeed JSON", id="json"), VerticalScroll():
+                        yield JsonPreview(id="preview")
                 with Horizontal(id="actions"):
                     yield Button("Export", id="export", variant="primary", compact=True)
                     yield Button("Save", id="save", compact=True)
@@ -114,8 +114,9 @@ class PlanScreen(Screen):
             plan = update(self.plan, None, deepspeed=v.preset)
             self.plan = update(plan, "zero", stage=None, offload_optimizer=None, offload_param=None)
         else:
-            self.plan = update(self.plan, "zero", stage=v.stage, offload_optimizer=v.offload_optimizer,
-                               offload_param=v.offload_param)
+            self.plan = update(
+                self.plan, "zero", stage=v.stage, offload_optimizer=v.offload_optimizer, offload_param=v.offload_param
+            )
 
     def watch_plan(self, plan: Plan) -> None:
         self.show_analysis(analyze(plan, detection=self.detection))
@@ -176,17 +177,21 @@ class PlanScreen(Screen):
 
     def _hardware_text(self, a: Analysis) -> str:
         hw = a.hardware
-        cc = ".".join(map(str, hw.compute_capability)) if hw.compute_capability else "n/a"
+        cc = fmt_cc(hw.compute_capability, "n/a")
         host = fmt_gib(hw.host_ram_bytes) if hw.host_ram_bytes else "unknown"
-        return (f"→ {hw.world_size} × {hw.name} ({fmt_gib(hw.memory_bytes)}, cc {cc}), "
-                f"{hw.nodes} node{'s' if hw.nodes > 1 else ''}, host {host}/node")
+        return (
+            f"→ {hw.world_size} × {hw.name} ({fmt_gib(hw.memory_bytes)}, cc {cc}), "
+            f"{hw.nodes} node{'s' if hw.nodes > 1 else ''}, host {host}/node"
+        )
 
     def _model_text(self, a: Analysis) -> str:
         if a.model is None:
             return f"✖ {a.model_error}"
         pct = 100 * a.params_trainable / max(a.params_total, 1)
-        return (f"{_count(a.params_total)} · {_count(a.params_trainable)} trainable ({pct:.3g}%)\n"
-                f"precision → {a.precision}: {a.precision_reason}")
+        return (
+            f"{_count(a.params_total)} · {_count(a.params_trainable)} trainable ({pct:.3g}%)\n"
+            f"precision → {a.precision}: {a.precision_reason}"
+        )
 
     def _recommend_text(self, a: Analysis) -> Text:
         sel = a.selected
@@ -237,9 +242,14 @@ class PlanScreen(Screen):
             if paths:
                 self.do_export(paths["ds"], paths["plan"])
 
-        self.app.push_screen(PathsDialog("Export", [
-            ("ds", "DeepSpeed JSON", str(folder / "ds.json")),
-            ("plan", "Plan (YAML)", self._default_plan_path())], ok="Write"), done)
+        self.app.push_screen(
+            PathsDialog(
+                "Export",
+                [("ds", "DeepSpeed JSON", str(folder / "ds.json")), ("plan", "Plan (YAML)", self._default_plan_path())],
+                ok="Write",
+            ),
+            done,
+        )
 
     def do_export(self, ds_path: str, plan_path: str) -> None:
         try:
@@ -259,16 +269,18 @@ class PlanScreen(Screen):
                 except OSError as exc:
                     self.notify(str(exc), title="Save failed", severity="error")
 
-        self.app.push_screen(PathsDialog("Save plan", [("plan", "Plan (YAML)", self._default_plan_path())],
-                                         ok="Save"), done)
+        self.app.push_screen(
+            PathsDialog("Save plan", [("plan", "Plan (YAML)", self._default_plan_path())], ok="Save"), done
+        )
 
     def action_load(self) -> None:
         def done(paths: dict | None) -> None:
             if paths:
                 self.load_from(paths["plan"])
 
-        self.app.push_screen(PathsDialog("Load plan", [("plan", "Plan (YAML)", self._default_plan_path())],
-                                         ok="Load"), done)
+        self.app.push_screen(
+            PathsDialog("Load plan", [("plan", "Plan (YAML)", self._default_plan_path())], ok="Load"), done
+        )
 
     def load_from(self, path: str) -> bool:
         try:
@@ -287,6 +299,8 @@ class PlanScreen(Screen):
             return
         from .run_screen import RunScreen
 
-        out = self.plan.output or str(Path("work_dirs") / (
-            f"{Path(self.plan.model.name).name}_{self.plan.method.type}_{time.strftime('%Y%m%d_%H%M%S')}"))
+        out = self.plan.output or str(
+            Path("work_dirs")
+            / (f"{Path(self.plan.model.name).name}_{self.plan.method.type}_{time.strftime('%Y%m%d_%H%M%S')}")
+        )
         self.app.push_screen(RunScreen(self.plan, self.analysis, out))

@@ -5,6 +5,7 @@ log pane and rank 0's ``events.jsonl`` drives the progress bar, the loss chart a
 bars (one stream, read with the runner's own :class:`EventTail`). Stop sends SIGINT; the runner
 stops its ranks and writes an ``end`` event. ``replay`` shows a recorded events file instead.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,8 +46,9 @@ class RunScreen(Screen):
         Binding("escape,b", "back", "Back to plan"),
     ]
 
-    def __init__(self, plan, analysis, output: str, *, replay: str | Path | None = None,
-                 replay_log: list[str] | None = None):
+    def __init__(
+        self, plan, analysis, output: str, *, replay: str | Path | None = None, replay_log: list[str] | None = None
+    ):
         super().__init__()
         self.plan, self.analysis, self.output = plan, analysis, Path(output)
         self.replay, self.replay_log = replay, replay_log or []
@@ -81,8 +83,10 @@ class RunScreen(Screen):
         self.title = "zerowizard · run"
         v = self.analysis.selected.variant.label if self.analysis and self.analysis.selected else ""
         self.query_one("#run-title", Static).update(
-            Text.assemble(("Run ", "bold"), f"{self.plan.model.name} {self.plan.method.type} · {v} · ",
-                          (str(self.output), "dim")))
+            Text.assemble(
+                ("Run ", "bold"), f"{self.plan.model.name} {self.plan.method.type} · {v} · ", (str(self.output), "dim")
+            )
+        )
         dev = self.query_one("#devmem", DeviceMemory)
         dev.predicted = self.predicted
         self.query_one("#loss", LossChart).show([], [])
@@ -112,8 +116,17 @@ class RunScreen(Screen):
 
     # ---- the runner process --------------------------------------------------------------
     def command(self, plan_file: Path) -> list[str]:
-        return [sys.executable, "-m", "zerowizard", "run", "--headless", "--plan", str(plan_file),
-                "--output", str(self.output)]
+        return [
+            sys.executable,
+            "-m",
+            "zerowizard",
+            "run",
+            "--headless",
+            "--plan",
+            str(plan_file),
+            "--output",
+            str(self.output),
+        ]
 
     @work(exclusive=True, group="runner")
     async def launch(self) -> None:
@@ -127,8 +140,12 @@ class RunScreen(Screen):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
-                stdin=asyncio.subprocess.DEVNULL)
+                *cmd,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
         except OSError as exc:
             self.error = f"could not start the runner: {exc}"
             self.state = "crashed"
@@ -212,18 +229,22 @@ class RunScreen(Screen):
         else:
             stats.append(" waiting for the first step…", "dim")
         self.query_one("#run-stats", Static).update(stats)
-        styles = {"starting": ("◌ starting the runner…", "#e5c07b"), "running": ("● running", "#61d68a"),
-                  "stopping": ("◌ stopping (SIGINT sent)…", "#e5c07b"),
-                  "completed": ("✔ completed", "bold #61d68a"),
-                  "stopped": ("■ stopped cleanly (SIGINT); the last checkpoint can be resumed", "bold #e5c07b"),
-                  "crashed": ("✖ crashed", "bold #ff6b6b")}
+        styles = {
+            "starting": ("◌ starting the runner…", "#e5c07b"),
+            "running": ("● running", "#61d68a"),
+            "stopping": ("◌ stopping (SIGINT sent)…", "#e5c07b"),
+            "completed": ("✔ completed", "bold #61d68a"),
+            "stopped": ("■ stopped cleanly (SIGINT); the last checkpoint can be resumed", "bold #e5c07b"),
+            "crashed": ("✖ crashed", "bold #ff6b6b"),
+        }
         label, style = styles[self.state]
         status = Text()
         status.append(label, style)
         end = next((e for e in reversed(self.events) if e.get("event") == "end"), None)
         if end and self.state in ("completed", "stopped"):
-            status.append(f" at step {end.get('step')}/{end.get('total_steps')}"
-                          f" in {fmt_s(end.get('elapsed_s'))}", "dim")
+            status.append(
+                f" at step {end.get('step')}/{end.get('total_steps')} in {fmt_s(end.get('elapsed_s'))}", "dim"
+            )
         if self.state == "crashed" and self.error:
             status.append(f": {self.error}", "#ff6b6b")
         if self.predicted:

@@ -4,6 +4,7 @@ Each editor knows its plan address (section, name) and posts :class:`PlanField.C
 parsed value; it never touches the plan. ``show(value)`` syncs it from the plan without echoing
 a message back (a loaded plan, a variant picked from the bars).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,7 +17,7 @@ from textual.message import Message
 from textual.reactive import Reactive
 from textual.widgets import Input, Label, Select, Switch
 
-from zerowizard.plan import field_doc
+from zerowizard.core.plan import field_doc
 
 
 class FieldInput(Input):
@@ -35,16 +36,15 @@ class PlanField(Horizontal):
     """A label and one control bound to ``plan.<section>.<name>`` (section None: top level)."""
 
     class Changed(Message):
-        def __init__(self, field: "PlanField", section: str | None, name: str, value: Any):
+        def __init__(self, field: PlanField, section: str | None, name: str, value: Any):
             super().__init__()
             self.field, self.section, self.name, self.value = field, section, name, value
 
         @property
-        def control(self) -> "PlanField":
+        def control(self) -> PlanField:
             return self.field
 
-    def __init__(self, label: str, section: str | None, name: str, value: Any,
-                 widget_id: str | None = None):
+    def __init__(self, label: str, section: str | None, name: str, value: Any, widget_id: str | None = None):
         super().__init__(id=widget_id or f"{section or 'plan'}-{name}", classes="field")
         self.field_label, self.section, self.key, self.value = label, section, name, value
         self.tooltip = field_doc(section or "", name) or None
@@ -72,8 +72,18 @@ class PlanField(Horizontal):
 class NumberField(PlanField):
     """An int or float; blank means None where the field is optional (e.g. 'all detected')."""
 
-    def __init__(self, label: str, section: str | None, name: str, value: Any, *, kind: type = int,
-                 optional: bool = False, placeholder: str = "", minimum: float = 1):
+    def __init__(
+        self,
+        label: str,
+        section: str | None,
+        name: str,
+        value: Any,
+        *,
+        kind: type = int,
+        optional: bool = False,
+        placeholder: str = "",
+        minimum: float = 1,
+    ):
         self.kind, self.optional, self.placeholder, self.minimum = kind, optional, placeholder, minimum
         super().__init__(label, section, name, value)
 
@@ -85,8 +95,12 @@ class NumberField(PlanField):
         return str(value)
 
     def make_control(self):
-        return FieldInput(self._text(self.value), placeholder=self.placeholder, compact=True,
-                          type="integer" if self.kind is int else "number")
+        return FieldInput(
+            self._text(self.value),
+            placeholder=self.placeholder,
+            compact=True,
+            type="integer" if self.kind is int else "number",
+        )
 
     def parse(self, text: str) -> tuple[bool, Any]:
         text = text.strip()
@@ -126,8 +140,7 @@ class NumberField(PlanField):
 class ChoiceField(PlanField):
     """One of a fixed list; options are (label, value) pairs."""
 
-    def __init__(self, label: str, section: str | None, name: str, value: Any,
-                 options: list[tuple[str, Any]]):
+    def __init__(self, label: str, section: str | None, name: str, value: Any, options: list[tuple[str, Any]]):
         self.options = list(options)
         if value not in [v for _, v in self.options]:
             self.options.append((str(value), value))
@@ -177,9 +190,17 @@ class ToggleField(PlanField):
 class TextField(PlanField):
     """Free text, applied on Enter or when focus leaves (a path, a hub id)."""
 
-    def __init__(self, label: str, section: str | None, name: str, value: Any, *,
-                 placeholder: str = "", suggestions: list[str] | None = None,
-                 widget_id: str | None = None):
+    def __init__(
+        self,
+        label: str,
+        section: str | None,
+        name: str,
+        value: Any,
+        *,
+        placeholder: str = "",
+        suggestions: list[str] | None = None,
+        widget_id: str | None = None,
+    ):
         self.placeholder, self.suggestions = placeholder, suggestions
         super().__init__(label, section, name, value, widget_id)
 
@@ -187,8 +208,7 @@ class TextField(PlanField):
         from textual.suggester import SuggestFromList
 
         suggester = SuggestFromList(self.suggestions, case_sensitive=False) if self.suggestions else None
-        return FieldInput(self.value or "", placeholder=self.placeholder, compact=True,
-                          suggester=suggester)
+        return FieldInput(self.value or "", placeholder=self.placeholder, compact=True, suggester=suggester)
 
     @on(Input.Submitted)
     @on(Input.Blurred)

@@ -1,4 +1,5 @@
 """The final DeepSpeed JSON, syntax highlighted, with the fields the build changed marked."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ def json_lines(obj, indent: int = 2) -> list[tuple[str, str]]:
             out.append((path, f"{pad}{prefix}{{"))
             items = list(value.items())
             for i, (k, v) in enumerate(items):
-                walk(v, f"{path}.{k}" if path else k, depth + 1, json.dumps(k) + ": ",
-                     "," if i < len(items) - 1 else "")
+                walk(
+                    v, f"{path}.{k}" if path else k, depth + 1, json.dumps(k) + ": ", "," if i < len(items) - 1 else ""
+                )
             out.append((path, f"{pad}}}{comma}"))
         else:
             out.append((path, f"{pad}{prefix}{json.dumps(value)}{comma}"))
@@ -69,7 +71,7 @@ def render_preview(config: dict | None, overrides=(), error: str = "") -> Text:
 
 
 class JsonPreview(Static):
-    """Shows a zerowizard.dsconfig.DsBuild (or, without one, why not)."""
+    """Shows a zerowizard.core.dsconfig.DsBuild (or, without one, why not)."""
 
     _key: object = None
     _painted = False
@@ -78,8 +80,7 @@ class JsonPreview(Static):
         if build is None:
             key = ("error", error)
         else:
-            key = (json.dumps(build.config, sort_keys=True, default=str),
-                   tuple(o.describe() for o in build.overrides))
+            key = (json.dumps(build.config, sort_keys=True, default=str), tuple(o.describe() for o in build.overrides))
         if key == self._key:
             return  # highlighting is the slowest part of a repaint: skip it when nothing changed
         self._key = key

@@ -3,18 +3,19 @@
 The screen sets :attr:`MemoryBars.analysis`; the widget only draws it. Clicking a row posts
 :class:`MemoryBars.Picked` with that variant (the screen decides what it means for the plan).
 """
+
 from __future__ import annotations
 
 from rich.segment import Segment
 from rich.style import Style
-from rich.text import Text
-from textual.strip import Strip
 from textual.events import Click
 from textual.message import Message
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 
-from zerowizard.memory import GIB, Variant
+from zerowizard.core.memory import Variant
+from zerowizard.core.text import GIB
 
 PARTS = (  # (Breakdown attribute, legend name, colour)
     ("weights", "weights", "#4c8bf5"),
@@ -96,21 +97,12 @@ class MemoryBars(Widget, can_focus=False):
                     found = styles[style] = base + parse(style)
                 return Segment(text, found)
 
-            self._lines = [Strip([seg(t, st) for t, st in pieces]).adjust_cell_length(width, base)
-                           for pieces in self.build_lines()]
+            self._lines = [
+                Strip([seg(t, st) for t, st in pieces]).adjust_cell_length(width, base) for pieces in self.build_lines()
+            ]
         if 0 <= y < len(self._lines):
             return self._lines[y]
         return Strip.blank(self.size.width, self.rich_style)
-
-    def build_text(self) -> Text:
-        """The bars as one Text (what the lines show)."""
-        out = Text()
-        for i, pieces in enumerate(self.build_lines()):
-            if i:
-                out.append("\n")
-            for text, style in pieces:
-                out.append(text, style)
-        return out
 
     def build_lines(self) -> list[list[tuple[str, str]]]:
         """The rows as (text, style) pieces, one list a line; unstyled neighbours merged and the
@@ -161,8 +153,7 @@ class MemoryBars(Widget, can_focus=False):
             is_rec, is_sel = v == rec, v == sel
             row_style = "on #1d3b2a" if is_rec else ""
             mark = "★" if is_rec else ("✖" if blocked else ("▶" if is_sel else " "))
-            put(mark + " ", ("bold #61d68a" if is_rec else "bold #ff6b6b" if blocked else "bold")
-                + " " + row_style)
+            put(mark + " ", ("bold #61d68a" if is_rec else "bold #ff6b6b" if blocked else "bold") + " " + row_style)
             put(short_label(v).ljust(label_w)[:label_w], ("bold " if is_sel or is_rec else "") + row_style)
             for run, style in self._bar(e.per_gpu, top, bar_w, cap_col):
                 put(run, style)
@@ -217,7 +208,7 @@ class MemoryBars(Widget, can_focus=False):
             cells[-1] = ("»", "bold #ff6b6b")
         runs = []
         run_char, run_style, n = None, None, 0
-        for ch, style in cells + [(None, None)]:
+        for ch, style in [*cells, (None, None)]:
             if (ch, style) == (run_char, run_style):
                 n += 1
                 continue

@@ -3,6 +3,7 @@
 ``Static.update`` asks for a full layout; a :class:`Note` has a fixed height (set in the .tcss)
 and only repaints, which keeps a field change → bars repaint inside one frame.
 """
+
 from __future__ import annotations
 
 from textual.reactive import reactive

@@ -1,4 +1,5 @@
 """The rules' verdict: every error, warning and note with its fix."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -27,7 +28,7 @@ def render_problems(problems) -> Text:
 
 
 class ProblemsList(Static):
-    """Shows a list of zerowizard.problems.Problem, errors first."""
+    """Shows a list of zerowizard.core.problems.Problem, errors first."""
 
     problems: list = []
     _height: int | None = None

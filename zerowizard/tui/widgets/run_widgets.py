@@ -1,4 +1,5 @@
 """Run-screen widgets: live memory per device against the prediction, and the loss chart."""
+
 from __future__ import annotations
 
 from rich.text import Text
@@ -20,8 +21,7 @@ class DeviceMemory(Widget):
         return 1 + max(1, len(self.memory)) + 1
 
     def render(self) -> Text:
-        kind = {"rss": "RSS per rank (CPU)", "cuda_max_allocated": "CUDA peak allocated"}.get(
-            self.kind, "per device")
+        kind = {"rss": "RSS per rank (CPU)", "cuda_max_allocated": "CUDA peak allocated"}.get(self.kind, "per device")
         out = Text()
         out.append("Memory ", "bold")
         out.append(kind + "\n", "dim")

@@ -13,8 +13,10 @@ The ZeRO fields the plan sets explicitly (stage, offloads, nvme path) override t
 left out: DeepSpeed derives it from micro batch x accumulation x world size, and a written value
 pins the file to one GPU count.
 """
+
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -25,6 +27,8 @@ from typing import Any
 
 from .paths import PRESETS
 from .plan import PRESET_NAMES
+from .text import did_you_mean, excerpt
+from .validation import InputError, load_json, read_text
 
 
 class DsConfigError(ValueError):
@@ -89,19 +93,17 @@ def preset_path(name: str) -> Path:
 def read_json(path: str | Path, field: str = "deepspeed") -> dict:
     """Read a JSON object, or raise DsConfigError naming the file, line and column."""
     path = Path(path)
-    if not path.is_file():
-        raise DsConfigError(f"{field}: no such file {str(path)!r}; give a preset name "
-                            f"({', '.join(PRESET_NAMES)}) or a path to a DeepSpeed JSON")
+    if not path.exists():
+        raise DsConfigError(
+            f"{field}: no such file {excerpt(str(path), 120)}; give a preset name "
+            f"({', '.join(PRESET_NAMES)}) or a path to a DeepSpeed JSON"
+        )
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DsConfigError(f"{path}: not valid JSON at line {exc.lineno} column {exc.colno}: "
-                            f"{exc.msg}") from None
-    except UnicodeDecodeError:
-        raise DsConfigError(f"{path}: not a text file; a DeepSpeed config is JSON") from None
+        data = load_json(read_text(path, field), str(path))
+    except InputError as exc:
+        raise DsConfigError(str(exc)) from None
     if not isinstance(data, dict):
-        raise DsConfigError(f"{path}: a DeepSpeed config is a JSON object ({{...}}), "
-                            f"not a {type(data).__name__}")
+        raise DsConfigError(f"{path}: a DeepSpeed config is a JSON object ({{...}}), not a {type(data).__name__}")
     return data
 
 
@@ -117,10 +119,7 @@ def load_base(ref: str) -> dict:
         key = None
     if key is None or key not in _BASE_CACHE:
         if not is_preset(ref) and not path.exists() and not ref.endswith(".json"):
-            from .plan import closest
-
-            hint = closest(ref, PRESET_NAMES)
-            fix = f"did you mean '{hint}'?" if hint else "use " + ", ".join(PRESET_NAMES)
+            fix = did_you_mean(ref, PRESET_NAMES)
             raise DsConfigError(f"deepspeed: {ref!r} is neither a preset nor a file; {fix}")
         data = read_json(path)
         if key is None:
@@ -165,10 +164,18 @@ def zero_settings(plan, base: dict, hidden_size: int | None = None) -> ZeroSetti
     overlap = bool(overlap) if isinstance(overlap, bool) else stage == 3  # DeepSpeed's default
     contiguous = zo.get("contiguous_gradients", True)
     return ZeroSettings(
-        stage=stage, offload_optimizer=opt, offload_param=par, nvme_path=nvme, optimizer_ratio=ratio,
-        overlap_comm=overlap, contiguous_gradients=bool(contiguous) if isinstance(contiguous, bool) else True,
-        reduce_bucket_size=h2 if zo.get("reduce_bucket_size") == "auto" else _int_or(zo.get("reduce_bucket_size"), 500_000_000),
-        prefetch_bucket_size=int(0.9 * h2) if zo.get("stage3_prefetch_bucket_size") == "auto"
+        stage=stage,
+        offload_optimizer=opt,
+        offload_param=par,
+        nvme_path=nvme,
+        optimizer_ratio=ratio,
+        overlap_comm=overlap,
+        contiguous_gradients=bool(contiguous) if isinstance(contiguous, bool) else True,
+        reduce_bucket_size=h2
+        if zo.get("reduce_bucket_size") == "auto"
+        else _int_or(zo.get("reduce_bucket_size"), 500_000_000),
+        prefetch_bucket_size=int(0.9 * h2)
+        if zo.get("stage3_prefetch_bucket_size") == "auto"
         else _int_or(zo.get("stage3_prefetch_bucket_size"), 50_000_000),
         max_live_parameters=_int_or(zo.get("stage3_max_live_parameters"), 1_000_000_000),
         param_persistence_threshold=10 * (hidden_size or 4096)
@@ -196,8 +203,9 @@ def _set(cfg: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def build(plan, *, precision: str, world_size: int, hidden_size: int | None = None,
-          base: dict | None = None) -> DsBuild:
+def build(
+    plan, *, precision: str, world_size: int, hidden_size: int | None = None, base: dict | None = None
+) -> DsBuild:
     """The final DeepSpeed JSON for ``plan`` and every change made to the base, in order."""
     cfg = load_base(plan.deepspeed) if base is None else copy.deepcopy(base)
     changes: list[Override] = []
@@ -217,15 +225,20 @@ def build(plan, *, precision: str, world_size: int, hidden_size: int | None = No
     put("gradient_clipping", float(plan.max_grad_norm), "max_grad_norm")
     if "train_batch_size" in cfg:
         old = cfg.pop("train_batch_size")
-        changes.append(Override("train_batch_size", old, _ABSENT, "removed",
-                                f"DeepSpeed derives it: {plan.batch.micro_batch} x {plan.batch.grad_accum} "
-                                f"x {world_size} GPUs"))
+        changes.append(
+            Override(
+                "train_batch_size",
+                old,
+                _ABSENT,
+                "removed",
+                f"DeepSpeed derives it: {plan.batch.micro_batch} x {plan.batch.grad_accum} x {world_size} GPUs",
+            )
+        )
     why = f"precision {plan.precision}" + (f" -> {precision}" if plan.precision == "auto" else "")
     if "fp16" in cfg or precision == "fp16":
         put("fp16.enabled", precision == "fp16", why)
     if "bf16" in cfg or "bfloat16" in cfg or precision == "bf16":
-        put("bfloat16.enabled" if "bfloat16" in cfg and "bf16" not in cfg else "bf16.enabled",
-            precision == "bf16", why)
+        put("bfloat16.enabled" if "bfloat16" in cfg and "bf16" not in cfg else "bf16.enabled", precision == "bf16", why)
 
     zs = zero_settings(plan, cfg, hidden_size)
     z = plan.zero
@@ -239,8 +252,9 @@ def build(plan, *, precision: str, world_size: int, hidden_size: int | None = No
             if current is not _ABSENT:
                 zo = cfg["zero_optimization"]
                 zo.pop(name)
-                changes.append(Override(f"zero_optimization.{name}", current, _ABSENT, "override",
-                                        f"zero.{name}: none"))
+                changes.append(
+                    Override(f"zero_optimization.{name}", current, _ABSENT, "override", f"zero.{name}: none")
+                )
         else:
             put(f"zero_optimization.{name}.device", dev, f"zero.{name}")
             if _get(cfg, f"zero_optimization.{name}.pin_memory") is _ABSENT:
@@ -250,9 +264,11 @@ def build(plan, *, precision: str, world_size: int, hidden_size: int | None = No
             put(f"zero_optimization.{name}.nvme_path", zs.nvme_path, "zero.nvme_path")
     zo = cfg.get("zero_optimization")
     if isinstance(zo, dict):
-        for key, value in (("reduce_bucket_size", zs.reduce_bucket_size),
-                           ("stage3_prefetch_bucket_size", zs.prefetch_bucket_size),
-                           ("stage3_param_persistence_threshold", zs.param_persistence_threshold)):
+        for key, value in (
+            ("reduce_bucket_size", zs.reduce_bucket_size),
+            ("stage3_prefetch_bucket_size", zs.prefetch_bucket_size),
+            ("stage3_param_persistence_threshold", zs.param_persistence_threshold),
+        ):
             if zo.get(key) == "auto":
                 put(f"zero_optimization.{key}", value, "resolved from the hidden size")
     _resolve_optimizer_autos(cfg, plan, put)
@@ -300,10 +316,8 @@ def write_text_atomic(path: str | Path, text: str, mode: int | None = None) -> N
             os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
@@ -321,12 +335,14 @@ def deepspeed_check(config: dict, world_size: int) -> list[str]:
     import deepspeed.runtime.config as dsc
 
     cfg = copy.deepcopy(config)
-    with mock.patch.object(dsc.dist, "get_world_size", return_value=world_size), \
-            mock.patch.object(dsc.dist, "get_rank", return_value=0), \
-            mock.patch.object(dsc.dist, "is_initialized", return_value=True):
+    with (
+        mock.patch.object(dsc.dist, "get_world_size", return_value=world_size),
+        mock.patch.object(dsc.dist, "get_rank", return_value=0),
+        mock.patch.object(dsc.dist, "is_initialized", return_value=True),
+    ):
         try:
             parsed = dsc.DeepSpeedConfig(cfg)
-        except Exception as exc:  # DeepSpeed raises AssertionError, ValueError, pydantic errors
+        except Exception as exc:  # noqa: BLE001 - DeepSpeed raises AssertionError, ValueError, pydantic errors
             return [f"{exc.__class__.__name__}: {exc}".strip()]
     errors = []
     expected = config.get("train_micro_batch_size_per_gpu")

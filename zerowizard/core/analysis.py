@@ -4,6 +4,7 @@ Resolves the hardware, the model, the precision and the DeepSpeed base, builds t
 runs the memory model for every variant, picks the recommendation and runs the rules.
 Pure Python and fast (no torch, deepspeed or textual): the TUI calls it on every keystroke.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from .hardware import Hardware, resolve_hardware
 from .modelspec import ModelNotFound, ModelSpec, resolve_model
 from .plan import MethodSection, Plan
 from .problems import Problem, errors, sort_problems
+from .text import fmt_cc, fmt_gib
 
 
 def resolve_precision(requested: str, hw: Hardware) -> tuple[str, str]:
@@ -24,7 +26,7 @@ def resolve_precision(requested: str, hw: Hardware) -> tuple[str, str]:
     cc = hw.compute_capability
     if cc is None:
         return "bf16", "compute capability unknown; assuming Ampere or newer"
-    label = ".".join(map(str, cc))
+    label = fmt_cc(cc)
     if cc >= (8, 0):
         return "bf16", f"{hw.name} has compute capability {label} >= 8.0"
     return "fp16", f"{hw.name} has compute capability {label} < 8.0 (no bf16)"
@@ -68,17 +70,20 @@ class Analysis:
     @property
     def recommendation_reason(self) -> str:
         if self.recommended is not None:
-            return (f"{self.recommended.variant.label} is the lowest stage that fits "
-                    f"({memory.fmt_gib(self.recommended.per_gpu.total)} of "
-                    f"{memory.fmt_gib(self.hardware.memory_bytes)}); the ZeRO stages train the same "
-                    "model, so prefer the lowest that does not run out of memory")
+            return (
+                f"{self.recommended.variant.label} is the lowest stage that fits "
+                f"({fmt_gib(self.recommended.per_gpu.total)} of "
+                f"{fmt_gib(self.hardware.memory_bytes)}); the ZeRO stages train the same "
+                "model, so prefer the lowest that does not run out of memory"
+            )
         if self.fix is not None:
             return f"nothing fits as planned; {self.fix.description} would fit"
         return "nothing fits on this hardware"
 
 
-def workload_for(plan: Plan, spec: ModelSpec, hw: Hardware, precision: str,
-                 zs: dsconfig.ZeroSettings) -> memory.Workload:
+def workload_for(
+    plan: Plan, spec: ModelSpec, hw: Hardware, precision: str, zs: dsconfig.ZeroSettings
+) -> memory.Workload:
     m = plan.method
     trainable = spec.trainable_params(m.type, m.lora_r, m.target_modules)
     # On the CPU accelerator a rank's memory is its resident set: DeepSpeed allocates each
@@ -92,17 +97,28 @@ def workload_for(plan: Plan, spec: ModelSpec, hw: Hardware, precision: str,
         quantizable_params=spec.quantizable_params,
         largest_layer_params=spec.largest_layer_params,
         largest_linear_params=int(max(i * o for _, i, o, _ in spec.linear_layers()) * spec.scale),
-        hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
-        num_layers=spec.num_layers, num_heads=spec.num_heads,
-        kv_dim=spec.num_kv_heads * spec.head_dim, q_dim=spec.num_heads * spec.head_dim,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_layers=spec.num_layers,
+        num_heads=spec.num_heads,
+        kv_dim=spec.num_kv_heads * spec.head_dim,
+        q_dim=spec.num_heads * spec.head_dim,
         vocab_size=spec.vocab_size,
-        micro_batch=plan.batch.micro_batch, seq_len=plan.batch.seq_len, grad_accum=plan.batch.grad_accum,
-        grad_checkpointing=plan.batch.grad_checkpointing, precision=precision,
+        micro_batch=plan.batch.micro_batch,
+        seq_len=plan.batch.seq_len,
+        grad_accum=plan.batch.grad_accum,
+        grad_checkpointing=plan.batch.grad_checkpointing,
+        precision=precision,
         lora_dropout=m.lora_dropout,
-        world_size=hw.world_size, gpus_per_node=hw.gpus_per_node,
-        gpu_memory_bytes=hw.memory_bytes, host_ram_bytes=hw.host_ram_bytes, is_cpu=hw.is_cpu,
-        reduce_bucket_size=bucket, overlap_comm=zs.overlap_comm,
-        contiguous_gradients=zs.contiguous_gradients, prefetch_bucket_size=zs.prefetch_bucket_size,
+        world_size=hw.world_size,
+        gpus_per_node=hw.gpus_per_node,
+        gpu_memory_bytes=hw.memory_bytes,
+        host_ram_bytes=hw.host_ram_bytes,
+        is_cpu=hw.is_cpu,
+        reduce_bucket_size=bucket,
+        overlap_comm=zs.overlap_comm,
+        contiguous_gradients=zs.contiguous_gradients,
+        prefetch_bucket_size=zs.prefetch_bucket_size,
         max_live_parameters=zs.max_live_parameters,
     )
 
@@ -125,21 +141,31 @@ def analyze(plan: Plan, *, detection=None) -> Analysis:
     zs = dsconfig.zero_settings(plan, base or {}, hidden)
     ds = None
     if base is not None:
-        ds = dsconfig.build(plan, precision=precision, world_size=hw.world_size, hidden_size=hidden,
-                            base=base)
+        ds = dsconfig.build(plan, precision=precision, world_size=hw.world_size, hidden_size=hidden, base=base)
     defaults = MethodSection()
-    lora_set = any(getattr(plan.method, k) != getattr(defaults, k)
-                   for k in ("lora_r", "lora_alpha", "lora_dropout", "target_modules"))
-    a = Analysis(plan=plan, hardware=hw, model=spec, precision=precision, precision_reason=why,
-                 base=base, ds=ds, zero=zs, model_error=model_error, base_error=base_error,
-                 lora_fields_set=lora_set)
+    lora_set = any(
+        getattr(plan.method, k) != getattr(defaults, k)
+        for k in ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
+    )
+    a = Analysis(
+        plan=plan,
+        hardware=hw,
+        model=spec,
+        precision=precision,
+        precision_reason=why,
+        base=base,
+        ds=ds,
+        zero=zs,
+        model_error=model_error,
+        base_error=base_error,
+        lora_fields_set=lora_set,
+    )
     if spec is not None and hw.memory_bytes > 0:
         w = workload_for(plan, spec, hw, precision, zs)
         a.workload = w
         a.estimates = memory.estimate_all(w)
         chosen = memory.Variant(zs.stage if 0 <= zs.stage <= 3 else 0, zs.offload_optimizer, zs.offload_param)
-        a.selected = next((e for e in a.estimates if e.variant == chosen), None) or \
-            memory.estimate_variant(w, chosen)
+        a.selected = next((e for e in a.estimates if e.variant == chosen), None) or memory.estimate_variant(w, chosen)
         allow_nvme = bool(zs.nvme_path)
         a.recommended = memory.lowest_fitting(a.estimates, allow_nvme)
         if a.recommended is None:
@@ -156,14 +182,29 @@ def estimate_json(a: Analysis) -> dict:
         "world_size": hw.world_size,
         "gpus_per_node": hw.gpus_per_node,
         "nodes": hw.nodes,
-        "gpu": {"name": hw.name, "memory_bytes": hw.memory_bytes,
-                "compute_capability": ".".join(map(str, hw.compute_capability))
-                if hw.compute_capability else None},
+        "gpu": {
+            "name": hw.name,
+            "memory_bytes": hw.memory_bytes,
+            "compute_capability": fmt_cc(hw.compute_capability, None),
+        },
         "params": {"total": a.params_total, "trainable": a.params_trainable},
-        "variants": [{"stage": e.variant.stage, "offload_optimizer": e.variant.offload_optimizer,
-                      "offload_param": e.variant.offload_param, "per_gpu": e.per_gpu.as_dict(),
-                      "per_node_host": e.per_node_host, "fits": e.fits} for e in a.estimates],
-        "recommended": {"stage": rec.stage, "offload_optimizer": rec.offload_optimizer,
-                        "offload_param": rec.offload_param} if rec else None,
+        "variants": [
+            {
+                "stage": e.variant.stage,
+                "offload_optimizer": e.variant.offload_optimizer,
+                "offload_param": e.variant.offload_param,
+                "per_gpu": e.per_gpu.as_dict(),
+                "per_node_host": e.per_node_host,
+                "fits": e.fits,
+            }
+            for e in a.estimates
+        ],
+        "recommended": {
+            "stage": rec.stage,
+            "offload_optimizer": rec.offload_optimizer,
+            "offload_param": rec.offload_param,
+        }
+        if rec
+        else None,
         "problems": [p.as_dict() for p in a.problems],
     }

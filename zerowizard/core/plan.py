@@ -7,13 +7,17 @@ Parsing never stops at the first mistake: every unknown key, wrong type and out-
 is collected into one :class:`PlanError`, each naming the field (``batch.micro_batch``) and the
 fix (``did you mean 'micro_batch'?``).
 """
+
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import difflib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from .text import did_you_mean
+from .validation import InputError, load_yaml, number_problem, read_text
 
 METHODS = ("full", "lora", "qlora")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -27,8 +31,15 @@ PRESET_NAMES = (
 )
 
 
-def _f(default: Any, doc: str, *, choices: tuple | None = None, minimum: float | None = None,
-       kind: type | tuple | None = None, optional: bool = False):
+def _f(
+    default: Any,
+    doc: str,
+    *,
+    choices: tuple | None = None,
+    minimum: float | None = None,
+    kind: type | tuple | None = None,
+    optional: bool = False,
+):
     """A dataclass field carrying its own docstring and validation bounds."""
     meta = {"doc": doc, "choices": choices, "minimum": minimum, "kind": kind, "optional": optional}
     if isinstance(default, (list, dict)):
@@ -38,10 +49,10 @@ def _f(default: Any, doc: str, *, choices: tuple | None = None, minimum: float |
 
 @dataclass(frozen=True)
 class ModelSection:
-    name: str = _f("tiny-llama", "catalog name (see `zerowizard presets`), hub id, or local directory",
-                   kind=str)
-    params: int | None = _f(None, "raw parameter count for a model outside the catalog (e.g. 7B)",
-                            minimum=1, kind=int, optional=True)
+    name: str = _f("tiny-llama", "catalog name (see `zerowizard presets`), hub id, or local directory", kind=str)
+    params: int | None = _f(
+        None, "raw parameter count for a model outside the catalog (e.g. 7B)", minimum=1, kind=int, optional=True
+    )
 
 
 @dataclass(frozen=True)
@@ -55,17 +66,16 @@ class MethodSection:
 
 @dataclass(frozen=True)
 class HardwareSection:
-    gpu: str = _f("auto", "'auto' (NVML, else the CPU), 'cpu', or a catalog name like A100-80GB",
-                  kind=str)
-    gpu_memory_gb: float | None = _f(None, "override the GPU memory in GiB", minimum=0.001,
-                                     kind=float, optional=True)
-    compute_capability: str | None = _f(None, "override the compute capability, e.g. '8.0'",
-                                        kind=str, optional=True)
-    gpus_per_node: int | None = _f(None, "GPUs (ranks) per node; default: all detected, 2 on CPU",
-                                   minimum=1, kind=int, optional=True)
+    gpu: str = _f("auto", "'auto' (NVML, else the CPU), 'cpu', or a catalog name like A100-80GB", kind=str)
+    gpu_memory_gb: float | None = _f(None, "override the GPU memory in GiB", minimum=0.001, kind=float, optional=True)
+    compute_capability: str | None = _f(None, "override the compute capability, e.g. '8.0'", kind=str, optional=True)
+    gpus_per_node: int | None = _f(
+        None, "GPUs (ranks) per node; default: all detected, 2 on CPU", minimum=1, kind=int, optional=True
+    )
     nodes: int = _f(1, "number of nodes", minimum=1, kind=int)
-    host_ram_gb: float | None = _f(None, "host RAM per node in GiB; default: this machine's",
-                                   minimum=0.001, kind=float, optional=True)
+    host_ram_gb: float | None = _f(
+        None, "host RAM per node in GiB; default: this machine's", minimum=0.001, kind=float, optional=True
+    )
 
 
 @dataclass(frozen=True)
@@ -78,33 +88,32 @@ class BatchSection:
 
 @dataclass(frozen=True)
 class ZeroSection:
-    stage: int | None = _f(None, "ZeRO stage 0-3; default: the DeepSpeed base's", minimum=0,
-                           kind=int, optional=True)
-    offload_optimizer: str | None = _f(None, "none | cpu | nvme; default: the DeepSpeed base's",
-                                       choices=OFFLOAD_DEVICES, kind=str, optional=True)
-    offload_param: str | None = _f(None, "none | cpu | nvme (stage 3 only); default: the base's",
-                                   choices=OFFLOAD_DEVICES, kind=str, optional=True)
+    stage: int | None = _f(None, "ZeRO stage 0-3; default: the DeepSpeed base's", minimum=0, kind=int, optional=True)
+    offload_optimizer: str | None = _f(
+        None, "none | cpu | nvme; default: the DeepSpeed base's", choices=OFFLOAD_DEVICES, kind=str, optional=True
+    )
+    offload_param: str | None = _f(
+        None, "none | cpu | nvme (stage 3 only); default: the base's", choices=OFFLOAD_DEVICES, kind=str, optional=True
+    )
     nvme_path: str | None = _f(None, "a local NVMe directory for nvme offload", kind=str, optional=True)
 
 
 @dataclass(frozen=True)
 class DataSection:
-    path: str | None = _f(None, "JSON/JSONL file (alpaca, chat or oasst1 form) or a hub dataset id",
-                          kind=str, optional=True)
-    format: str = _f("auto", "auto | alpaca | chat | oasst1",
-                     choices=("auto", "alpaca", "chat", "oasst1"), kind=str)
+    path: str | None = _f(
+        None, "JSON/JSONL file (alpaca, chat or oasst1 form) or a hub dataset id", kind=str, optional=True
+    )
+    format: str = _f("auto", "auto | alpaca | chat | oasst1", choices=("auto", "alpaca", "chat", "oasst1"), kind=str)
     packing: bool = _f(False, "pack examples to the sequence length", kind=bool)
 
 
 @dataclass(frozen=True)
 class TrainSection:
     epochs: float = _f(1.0, "training epochs", minimum=0.001, kind=float)
-    max_steps: int | None = _f(None, "stop after this many optimizer steps", minimum=1, kind=int,
-                               optional=True)
+    max_steps: int | None = _f(None, "stop after this many optimizer steps", minimum=1, kind=int, optional=True)
     learning_rate: float = _f(2e-4, "peak learning rate", minimum=0.0, kind=float)
     warmup_ratio: float = _f(0.03, "share of steps spent warming up", minimum=0.0, kind=float)
-    save_steps: int = _f(0, "checkpoint every N optimizer steps (0: only at the end)", minimum=0,
-                         kind=int)
+    save_steps: int = _f(0, "checkpoint every N optimizer steps (0: only at the end)", minimum=0, kind=int)
     logging_steps: int = _f(1, "log every N optimizer steps", minimum=1, kind=int)
     seed: int = _f(42, "random seed", minimum=0, kind=int)
 
@@ -115,15 +124,14 @@ class Plan:
     method: MethodSection = field(default_factory=MethodSection)
     hardware: HardwareSection = field(default_factory=HardwareSection)
     batch: BatchSection = field(default_factory=BatchSection)
-    precision: str = _f("auto", "auto | bf16 | fp16 | fp32 (auto: bf16 where compute capability >= 8.0)",
-                        choices=PRECISIONS, kind=str)
+    precision: str = _f(
+        "auto", "auto | bf16 | fp16 | fp32 (auto: bf16 where compute capability >= 8.0)", choices=PRECISIONS, kind=str
+    )
     max_grad_norm: float = _f(1.0, "gradient clipping (max grad norm); 0 disables", minimum=0.0, kind=float)
     zero: ZeroSection = field(default_factory=ZeroSection)
-    deepspeed: str = _f("deepspeed_zero2", "a preset name (deepspeed_zero1/2/3, *_offload) or a JSON path",
-                        kind=str)
+    deepspeed: str = _f("deepspeed_zero2", "a preset name (deepspeed_zero1/2/3, *_offload) or a JSON path", kind=str)
     data: DataSection = field(default_factory=DataSection)
-    output: str | None = _f(None, "output directory; default: a new folder under ./work_dirs",
-                            kind=str, optional=True)
+    output: str | None = _f(None, "output directory; default: a new folder under ./work_dirs", kind=str, optional=True)
     train: TrainSection = field(default_factory=TrainSection)
 
 
@@ -136,17 +144,6 @@ class PlanError(ValueError):
     def __init__(self, errors: list[str]):
         self.errors = list(errors)
         super().__init__("; ".join(self.errors))
-
-
-def closest(name: str, options) -> str | None:
-    """The closest valid spelling of ``name`` among ``options``, if one is close enough."""
-    match = difflib.get_close_matches(str(name), [str(o) for o in options], n=1, cutoff=0.6)
-    return match[0] if match else None
-
-
-def _did_you_mean(name: str, options) -> str:
-    best = closest(name, options)
-    return f"did you mean '{best}'?" if best else "valid keys: " + ", ".join(sorted(options))
 
 
 def _coerce(value: Any, f: dataclasses.Field, where: str, errors: list[str]) -> Any:
@@ -163,24 +160,25 @@ def _coerce(value: Any, f: dataclasses.Field, where: str, errors: list[str]) -> 
             return f.default
     elif kind is int:
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):
                 value = parse_count(value) if f.name == "params" else int(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                errors.append(f"{where}: expected a whole number, got {value!r}")
-                return f.default
+        problem = number_problem(value, integer=True)
+        if problem:
+            errors.append(f"{where}: {problem}")
+            return f.default
+        value = int(value)
     elif kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(f"{where}: expected a number, got {value!r}")
+        problem = number_problem(value)
+        if problem:
+            errors.append(f"{where}: {problem}")
             return f.default
         value = float(value)
     elif kind is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and f.name in (
-                "compute_capability", "name", "gpu"):
+        if (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and f.name in ("compute_capability", "name", "gpu")
+        ):
             value = str(value)
         if not isinstance(value, str):
             errors.append(f"{where}: expected text, got {value!r}")
@@ -195,8 +193,7 @@ def _coerce(value: Any, f: dataclasses.Field, where: str, errors: list[str]) -> 
             return f.default
     choices, minimum = meta.get("choices"), meta.get("minimum")
     if choices and value not in choices:
-        hint = closest(value, choices)
-        fix = f"did you mean '{hint}'?" if hint else "use one of: " + ", ".join(choices)
+        fix = did_you_mean(value, choices, "use one of: " + ", ".join(choices))
         errors.append(f"{where}: {value!r} is not valid; {fix}")
         return f.default
     if minimum is not None and isinstance(value, (int, float)) and value < minimum:
@@ -216,7 +213,7 @@ def _build(cls, data: Any, prefix: str, errors: list[str]):
     for key, value in data.items():
         where = f"{prefix}{key}"
         if key not in known:
-            errors.append(f"{where}: unknown key; {_did_you_mean(key, known)}")
+            errors.append(f"{where}: unknown key; {did_you_mean(key, known)}")
             continue
         f = known[key]
         if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory):
@@ -254,19 +251,10 @@ def _cross_checks(plan: Plan) -> list[str]:
 
 def load_plan(path: str | Path) -> Plan:
     """Read a plan YAML file (PlanError on any problem, including a missing file)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise PlanError([f"--plan: no such file {str(path)!r}; check the path"])
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise PlanError([f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}"]) from None
-    except UnicodeDecodeError:
-        raise PlanError([f"{path}: not a text file; a plan is YAML"]) from None
+        data = load_yaml(read_text(path, "--plan"), str(path))
+    except InputError as exc:
+        raise PlanError([str(exc)]) from None
     if data is None:
         data = {}
     return plan_from_dict(data)
@@ -305,7 +293,7 @@ def parse_count(text: str | int) -> int:
         raise ValueError(f"not a parameter count: {text!r} (use e.g. 7B, 350M or 1.5e9)") from None
     if value < 1:
         raise ValueError(f"not a parameter count: {text!r} (must be positive)")
-    return int(round(value))
+    return round(value)
 
 
 def field_doc(section: str, name: str) -> str:

@@ -1,4 +1,5 @@
 """A problem found in a plan or a DeepSpeed JSON: severity, field, message, fix."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -5,13 +5,15 @@ sees (honouring CUDA_VISIBLE_DEVICES); with no NVML, no driver or no GPU, the pl
 the CPU accelerator (DeepSpeed's `DS_ACCELERATOR=cpu`) with a note saying why. Nothing here raises
 for a missing driver.
 """
+
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass, field
 
-GIB = 1024**3
+from .text import GIB, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -28,20 +30,23 @@ def _gb(n: float) -> int:
 
 
 # Total memory as NVML reports it (e.g. an A100-80GB shows 81920 MiB), compute capability.
-CATALOG: dict[str, GpuModel] = {g.name: g for g in (
-    GpuModel("A100-40GB", 40960 * 1024**2, (8, 0), ("A100", "A100-SXM4-40GB", "A100-PCIE-40GB")),
-    GpuModel("A100-80GB", 81920 * 1024**2, (8, 0), ("A100-SXM4-80GB", "A100-PCIE-80GB", "A800-80GB")),
-    GpuModel("H100-80GB", 81559 * 1024**2, (9, 0), ("H100", "H100-SXM5-80GB", "H100-PCIE-80GB", "H800-80GB")),
-    GpuModel("H200-141GB", 143771 * 1024**2, (9, 0), ("H200",)),
-    GpuModel("L40S-48GB", 46068 * 1024**2, (8, 9), ("L40S",)),
-    GpuModel("A10-24GB", 23028 * 1024**2, (8, 6), ("A10", "A10G")),
-    GpuModel("A6000-48GB", 49140 * 1024**2, (8, 6), ("A6000", "RTXA6000", "RTX-A6000")),
-    GpuModel("RTX4090-24GB", 24564 * 1024**2, (8, 9), ("RTX4090", "4090")),
-    GpuModel("RTX3090-24GB", 24576 * 1024**2, (8, 6), ("RTX3090", "3090")),
-    GpuModel("V100-16GB", 16384 * 1024**2, (7, 0), ("V100", "V100-SXM2-16GB")),
-    GpuModel("V100-32GB", 32768 * 1024**2, (7, 0), ("V100-SXM2-32GB", "V100S")),
-    GpuModel("T4-16GB", 15360 * 1024**2, (7, 5), ("T4",)),
-)}
+CATALOG: dict[str, GpuModel] = {
+    g.name: g
+    for g in (
+        GpuModel("A100-40GB", 40960 * 1024**2, (8, 0), ("A100", "A100-SXM4-40GB", "A100-PCIE-40GB")),
+        GpuModel("A100-80GB", 81920 * 1024**2, (8, 0), ("A100-SXM4-80GB", "A100-PCIE-80GB", "A800-80GB")),
+        GpuModel("H100-80GB", 81559 * 1024**2, (9, 0), ("H100", "H100-SXM5-80GB", "H100-PCIE-80GB", "H800-80GB")),
+        GpuModel("H200-141GB", 143771 * 1024**2, (9, 0), ("H200",)),
+        GpuModel("L40S-48GB", 46068 * 1024**2, (8, 9), ("L40S",)),
+        GpuModel("A10-24GB", 23028 * 1024**2, (8, 6), ("A10", "A10G")),
+        GpuModel("A6000-48GB", 49140 * 1024**2, (8, 6), ("A6000", "RTXA6000", "RTX-A6000")),
+        GpuModel("RTX4090-24GB", 24564 * 1024**2, (8, 9), ("RTX4090", "4090")),
+        GpuModel("RTX3090-24GB", 24576 * 1024**2, (8, 6), ("RTX3090", "3090")),
+        GpuModel("V100-16GB", 16384 * 1024**2, (7, 0), ("V100", "V100-SXM2-16GB")),
+        GpuModel("V100-32GB", 32768 * 1024**2, (7, 0), ("V100-SXM2-32GB", "V100S")),
+        GpuModel("T4-16GB", 15360 * 1024**2, (7, 5), ("T4",)),
+    )
+}
 
 
 def _norm(name: str) -> str:
@@ -72,10 +77,7 @@ def parse_gpus_flag(text: str) -> tuple[int | None, str | None]:
     if count is not None and count < 1:
         raise ValueError(f"--gpus: {text!r} asks for {count} GPUs; use 1 or more, e.g. 8xA100-80GB")
     if name is not None and name.lower() not in ("cpu", "auto") and find_gpu(name) is None:
-        from .plan import closest
-
-        hint = closest(name, CATALOG)
-        fix = f"did you mean '{hint}'?" if hint else "known: " + ", ".join(CATALOG)
+        fix = did_you_mean(name, CATALOG, "known: " + ", ".join(CATALOG))
         raise ValueError(f"--gpus: unknown GPU {name!r}; {fix}")
     return count, name
 
@@ -123,7 +125,7 @@ def detect_gpus() -> Detection:
         return Detection(note="nvidia-ml-py is not installed; no GPU detection")
     try:
         pynvml.nvmlInit()
-    except Exception as exc:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...
+    except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...
         return Detection(note=f"no NVIDIA driver found ({exc.__class__.__name__}: {exc})")
     try:
         driver = pynvml.nvmlSystemGetDriverVersion()
@@ -141,7 +143,7 @@ def detect_gpus() -> Detection:
                 if any(uuid.startswith(w) or w.startswith(uuid) for w in wanted):
                     handles.append((i, h))
         else:
-            for i in (range(count) if indices is None else indices):
+            for i in range(count) if indices is None else indices:
                 handles.append((i, pynvml.nvmlDeviceGetHandleByIndex(i)))
         gpus = []
         for i, h in handles:
@@ -152,13 +154,11 @@ def detect_gpus() -> Detection:
             gpus.append(DetectedGpu(i, name, int(mem.total), int(mem.free), (int(cc[0]), int(cc[1]))))
         note = "" if gpus else "NVML found no visible GPU"
         return Detection(tuple(gpus), driver, note)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any NVML failure means "no GPU detected", with why
         return Detection(note=f"NVML error ({exc.__class__.__name__}: {exc})")
     finally:
-        try:
+        with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
-        except Exception:
-            pass
 
 
 def host_ram_bytes() -> int:
@@ -212,7 +212,7 @@ def cached_detection() -> Detection:
 def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
     """Turn a plan's hardware section into concrete figures.
 
-    ``hw`` is a :class:`zerowizard.plan.HardwareSection`.
+    ``hw`` is a :class:`zerowizard.core.plan.HardwareSection`.
     """
     notes: list[str] = []
     host = int(hw.host_ram_gb * GIB) if hw.host_ram_gb else host_ram_bytes()
@@ -236,27 +236,53 @@ def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
                 name=model.name if model else first.name,
                 memory_bytes=int(hw.gpu_memory_gb * GIB) if hw.gpu_memory_gb else first.memory_bytes,
                 compute_capability=cc or first.compute_capability,
-                gpus_per_node=per_node, nodes=hw.nodes, host_ram_bytes=host,
-                accelerator="cuda", source="nvml", notes=tuple(notes))
+                gpus_per_node=per_node,
+                nodes=hw.nodes,
+                host_ram_bytes=host,
+                accelerator="cuda",
+                source="nvml",
+                notes=tuple(notes),
+            )
         notes.append(f"{det.note or 'no GPU'}: using the CPU accelerator (DS_ACCELERATOR=cpu)")
         gpu = "cpu"
     if gpu.lower() == "cpu":
         per_node = hw.gpus_per_node or min(2, os.cpu_count() or 1)
         mem = int(hw.gpu_memory_gb * GIB) if hw.gpu_memory_gb else host // per_node
-        return Hardware(name="cpu", memory_bytes=mem, compute_capability=cc, gpus_per_node=per_node,
-                        nodes=hw.nodes, host_ram_bytes=host, accelerator="cpu", source="cpu",
-                        notes=tuple(notes))
+        return Hardware(
+            name="cpu",
+            memory_bytes=mem,
+            compute_capability=cc,
+            gpus_per_node=per_node,
+            nodes=hw.nodes,
+            host_ram_bytes=host,
+            accelerator="cpu",
+            source="cpu",
+            notes=tuple(notes),
+        )
     # Planning for a machine you are not on: this machine's RAM says nothing about its host.
     host = int(hw.host_ram_gb * GIB) if hw.host_ram_gb else None
     model = find_gpu(gpu)
     if model is None:  # validated by the rules; size it as the user said, if they said
         mem = int(hw.gpu_memory_gb * GIB) if hw.gpu_memory_gb else 0
-        return Hardware(name=gpu, memory_bytes=mem, compute_capability=cc,
-                        gpus_per_node=hw.gpus_per_node or 1, nodes=hw.nodes, host_ram_bytes=host,
-                        accelerator="cuda", source="catalog", notes=tuple(notes))
+        return Hardware(
+            name=gpu,
+            memory_bytes=mem,
+            compute_capability=cc,
+            gpus_per_node=hw.gpus_per_node or 1,
+            nodes=hw.nodes,
+            host_ram_bytes=host,
+            accelerator="cuda",
+            source="catalog",
+            notes=tuple(notes),
+        )
     return Hardware(
         name=model.name,
         memory_bytes=int(hw.gpu_memory_gb * GIB) if hw.gpu_memory_gb else model.memory_bytes,
         compute_capability=cc or model.compute_capability,
-        gpus_per_node=hw.gpus_per_node or 1, nodes=hw.nodes, host_ram_bytes=host,
-        accelerator="cuda", source="catalog", notes=tuple(notes))
+        gpus_per_node=hw.gpus_per_node or 1,
+        nodes=hw.nodes,
+        host_ram_bytes=host,
+        accelerator="cuda",
+        source="catalog",
+        notes=tuple(notes),
+    )

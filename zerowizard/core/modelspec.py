@@ -5,6 +5,7 @@ local directory's config.json, or from a raw count (`--params 7B`). Counts are e
 transformers (`sum(p.numel())` on the meta device) and peft (`get_nb_trainable_parameters`) report
 for the same config, which tests/test_modelspec_meta.py checks.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .paths import PRESETS
+from .text import did_you_mean
 
 FAMILIES = ("llama", "mistral", "qwen2", "internlm2", "gemma2", "gemma")
 
@@ -46,13 +48,24 @@ class ModelSpec:
         h, f, d = self.hidden_size, self.intermediate_size, self.head_dim
         q, kv = self.num_heads * d, self.num_kv_heads * d
         if self.family == "internlm2":
-            return [("wqkv", h, q + 2 * kv, self.attention_bias), ("wo", q, h, self.attention_bias),
-                    ("w1", h, f, False), ("w3", h, f, False), ("w2", f, h, False)]
+            return [
+                ("wqkv", h, q + 2 * kv, self.attention_bias),
+                ("wo", q, h, self.attention_bias),
+                ("w1", h, f, False),
+                ("w3", h, f, False),
+                ("w2", f, h, False),
+            ]
         qkv_bias = self.attention_bias or self.family == "qwen2"
         o_bias = self.attention_bias and self.family != "qwen2"
-        return [("q_proj", h, q, qkv_bias), ("k_proj", h, kv, qkv_bias), ("v_proj", h, kv, qkv_bias),
-                ("o_proj", q, h, o_bias), ("gate_proj", h, f, False), ("up_proj", h, f, False),
-                ("down_proj", f, h, False)]
+        return [
+            ("q_proj", h, q, qkv_bias),
+            ("k_proj", h, kv, qkv_bias),
+            ("v_proj", h, kv, qkv_bias),
+            ("o_proj", q, h, o_bias),
+            ("gate_proj", h, f, False),
+            ("up_proj", h, f, False),
+            ("down_proj", f, h, False),
+        ]
 
     @property
     def norms_per_layer(self) -> int:
@@ -78,8 +91,7 @@ class ModelSpec:
     @property
     def _exact_total(self) -> int:
         per_layer = self.layer_linear_weights + self.layer_biases + self.norms_per_layer * self.hidden_size
-        return (self.embedding_params + self.num_layers * per_layer + self.hidden_size
-                + self.lm_head_params)
+        return self.embedding_params + self.num_layers * per_layer + self.hidden_size + self.lm_head_params
 
     @property
     def scale(self) -> float:
@@ -93,7 +105,7 @@ class ModelSpec:
     @property
     def quantizable_params(self) -> int:
         """Weights of the decoder's linear layers: what bitsandbytes stores in 4 bits."""
-        return int(round(self.num_layers * self.layer_linear_weights * self.scale))
+        return round(self.num_layers * self.layer_linear_weights * self.scale)
 
     @property
     def unquantized_params(self) -> int:
@@ -104,7 +116,7 @@ class ModelSpec:
     def largest_layer_params(self) -> int:
         """The largest single module's parameters (what ZeRO-3 gathers whole at once)."""
         biggest_linear = max(i * o + (o if b else 0) for _, i, o, b in self.linear_layers())
-        return int(round(max(self.embedding_params, self.lm_head_params, biggest_linear) * self.scale))
+        return round(max(self.embedding_params, self.lm_head_params, biggest_linear) * self.scale)
 
     def target_linears(self, target_modules) -> list[tuple[str, int, int, bool]]:
         layers = self.linear_layers()
@@ -118,7 +130,7 @@ class ModelSpec:
 
         For a raw count (--params) the widths scale with the square root of the size ratio."""
         per_layer = sum(r * (i + o) for _, i, o, _ in self.target_linears(target_modules))
-        return int(round(self.num_layers * per_layer * (self.scale ** 0.5)))
+        return round(self.num_layers * per_layer * (self.scale**0.5))
 
     def trainable_params(self, method: str, r: int = 64, target_modules="all-linear") -> int:
         return self.total_params if method == "full" else self.lora_params(r, target_modules)
@@ -131,21 +143,30 @@ class ModelNotFound(ValueError):
 def _spec_from_config(cfg: dict, name: str, *, source: str, hub_id=None, local_dir=None) -> ModelSpec:
     family = str(cfg.get("family") or cfg.get("model_type") or "").lower()
     if family not in FAMILIES:
-        raise ModelNotFound(f"model {name!r}: family/model_type {family!r} is not supported; "
-                            f"supported: {', '.join(FAMILIES)} (or give --params)")
+        raise ModelNotFound(
+            f"model {name!r}: family/model_type {family!r} is not supported; "
+            f"supported: {', '.join(FAMILIES)} (or give --params)"
+        )
     heads = int(cfg["num_attention_heads"])
     h = int(cfg["hidden_size"])
     head_dim = int(cfg.get("head_dim") or h // heads)
     return ModelSpec(
-        name=name, family="gemma2" if family == "gemma2" else family,
-        hidden_size=h, intermediate_size=int(cfg["intermediate_size"]),
-        num_layers=int(cfg["num_hidden_layers"]), num_heads=heads,
-        num_kv_heads=int(cfg.get("num_key_value_heads") or heads), head_dim=head_dim,
+        name=name,
+        family="gemma2" if family == "gemma2" else family,
+        hidden_size=h,
+        intermediate_size=int(cfg["intermediate_size"]),
+        num_layers=int(cfg["num_hidden_layers"]),
+        num_heads=heads,
+        num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
+        head_dim=head_dim,
         vocab_size=int(cfg["vocab_size"]),
         tie_embeddings=bool(cfg.get("tie_word_embeddings", family in ("gemma", "gemma2"))),
         attention_bias=bool(cfg.get("attention_bias", cfg.get("bias", False))),
-        hub_id=hub_id if hub_id is not None else cfg.get("hub_id"), local_dir=local_dir,
-        source=source, card=dict(cfg))
+        hub_id=hub_id if hub_id is not None else cfg.get("hub_id"),
+        local_dir=local_dir,
+        source=source,
+        card=dict(cfg),
+    )
 
 
 def _norm(name: str) -> str:
@@ -185,8 +206,9 @@ def resolve_model(name: str, params: int | None = None) -> ModelSpec:
         spec = _spec_from_config(card, card["name"], source="catalog")
     elif Path(name).is_dir():
         if not (Path(name) / "config.json").is_file():
-            raise ModelNotFound(f"model: directory {name!r} has no config.json; point --model at a "
-                                "transformers model directory")
+            raise ModelNotFound(
+                f"model: directory {name!r} has no config.json; point --model at a transformers model directory"
+            )
         try:
             cfg = _load_local(str(Path(name).resolve()))
         except (OSError, json.JSONDecodeError) as exc:
@@ -198,10 +220,7 @@ def resolve_model(name: str, params: int | None = None) -> ModelSpec:
     elif params is not None:
         return borrowed_architecture(name, params)
     else:
-        from .plan import closest
-
-        hint = closest(name, catalog())
-        fix = f"did you mean '{hint}'?" if hint else "see `zerowizard presets`, or give --params 7B"
+        fix = did_you_mean(name, catalog(), "see `zerowizard presets`, or give --params 7B")
         raise ModelNotFound(f"model: {name!r} is not in the catalog nor a local directory; {fix}")
     if params is not None:
         spec = replace(spec, raw_params=params)
@@ -221,5 +240,6 @@ def borrowed_architecture(name: str, params: int) -> ModelSpec:
         if best is None or gap < best[0]:
             best = (gap, spec)
     spec = best[1]
-    return replace(spec, name=name, hub_id=None, source="params", raw_params=params,
-                   card={**spec.card, "borrowed_from": spec.name})
+    return replace(
+        spec, name=name, hub_id=None, source="params", raw_params=params, card={**spec.card, "borrowed_from": spec.name}
+    )

@@ -25,11 +25,13 @@ Every term is traceable (docs/memory-model.md lists the sources):
 
 Pure Python, integer bytes, fast: the TUI calls :func:`estimate` on every keystroke.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-GIB = 1024**3
+from .text import GIB
+
 CUDA_CONTEXT_BYTES = 512 * 1024**2  # CUDA context + cuBLAS workspace + NCCL, measured order (DESIGN.md)
 CPU_PROCESS_BYTES = 576 * 1024**2  # a rank's resident set on the CPU before model states (measured: the tiny
 # default's ranks hold 0.55-0.62 GiB RSS with under 0.05 GiB of model states and activations)
@@ -55,9 +57,13 @@ class Variant:
     @property
     def preset(self) -> str | None:
         """The XTuner preset that is exactly this variant, if any."""
-        names = {(1, "none", "none"): "deepspeed_zero1", (2, "none", "none"): "deepspeed_zero2",
-                 (2, "cpu", "none"): "deepspeed_zero2_offload", (3, "none", "none"): "deepspeed_zero3",
-                 (3, "cpu", "cpu"): "deepspeed_zero3_offload"}
+        names = {
+            (1, "none", "none"): "deepspeed_zero1",
+            (2, "none", "none"): "deepspeed_zero2",
+            (2, "cpu", "none"): "deepspeed_zero2_offload",
+            (3, "none", "none"): "deepspeed_zero3",
+            (3, "cpu", "cpu"): "deepspeed_zero3_offload",
+        }
         return names.get((self.stage, self.offload_optimizer, self.offload_param))
 
     @property
@@ -75,8 +81,14 @@ class Variant:
 
 # In the order the guide prefers them: the lowest stage that fits, then offload.
 ALL_VARIANTS = (
-    Variant(0), Variant(1), Variant(2), Variant(3),
-    Variant(1, "cpu"), Variant(2, "cpu"), Variant(3, "cpu"), Variant(3, "cpu", "cpu"),
+    Variant(0),
+    Variant(1),
+    Variant(2),
+    Variant(3),
+    Variant(1, "cpu"),
+    Variant(2, "cpu"),
+    Variant(3, "cpu"),
+    Variant(3, "cpu", "cpu"),
     Variant(3, "nvme", "nvme"),
 )
 
@@ -99,9 +111,15 @@ class Breakdown:
         return self.weights + self.grads + self.optimizer
 
     def as_dict(self) -> dict:
-        return {"weights": self.weights, "grads": self.grads, "optimizer": self.optimizer,
-                "activations": self.activations, "buffers": self.buffers, "overhead": self.overhead,
-                "total": self.total}
+        return {
+            "weights": self.weights,
+            "grads": self.grads,
+            "optimizer": self.optimizer,
+            "activations": self.activations,
+            "buffers": self.buffers,
+            "overhead": self.overhead,
+            "total": self.total,
+        }
 
 
 @dataclass(frozen=True)
@@ -271,8 +289,11 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
     wb = 2 if mixed else 4  # weight and gradient bytes
     t = w.trainable_params
     if w.method == "qlora":
-        frozen_bytes = (qlora_weight_bytes(w.quantizable_params) + (w.total_params - w.quantizable_params) * wb
-                        + w.num_layers * LINEARS_PER_LAYER * QLORA_MODULE_CONST_BYTES)
+        frozen_bytes = (
+            qlora_weight_bytes(w.quantizable_params)
+            + (w.total_params - w.quantizable_params) * wb
+            + w.num_layers * LINEARS_PER_LAYER * QLORA_MODULE_CONST_BYTES
+        )
     elif w.method == "full":
         frozen_bytes = (w.total_params - t) * wb
     else:
@@ -335,10 +356,20 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
             elif accum and v.stage == 2:
                 # the accumulated partition and the next micro step's partition (measured)
                 grads, gbuf = 2 * part16, bucket + max(0, pending - part16)
-            back = {"weights": dev(weights), "grads": dev(grads), "gradbuf": dev(gbuf),
-                    "optimizer": dev(opt), "transient": zero}
-            step = {"weights": dev(weights), "grads": dev(_ceil_div(4 * t, n)), "gradbuf": zero,
-                    "optimizer": dev(opt), "transient": zero}
+            back = {
+                "weights": dev(weights),
+                "grads": dev(grads),
+                "gradbuf": dev(gbuf),
+                "optimizer": dev(opt),
+                "transient": zero,
+            }
+            step = {
+                "weights": dev(weights),
+                "grads": dev(_ceil_div(4 * t, n)),
+                "gradbuf": zero,
+                "optimizer": dev(opt),
+                "transient": zero,
+            }
             return _with_qlora(w, {"backward": back, "step": step})
         g32 = _ceil_div(4 * t, n)
         staging = (big * wb, big * wb)  # temp_grad_buffer_for_gpu_offload / _for_cpu_offload
@@ -351,10 +382,20 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
             g16, gbuf = t * wb, bucket  # whole 16-bit grads between boundaries (measured)
         # with accumulation ZeRO-2 offload accumulates on the host (accumulated_grads_in_cpu, :1853)
         acc_host = _ceil_div(t * wb, n) if accum and v.stage == 2 else 0
-        back = {"weights": w_pair, "grads": (g16, g32 + acc_host), "gradbuf": (gbuf + staging[0], staging[1]),
-                "optimizer": host(opt), "transient": zero}
-        step = {"weights": w_pair, "grads": host(g32 + acc_host), "gradbuf": staging, "optimizer": host(opt),
-                "transient": zero}
+        back = {
+            "weights": w_pair,
+            "grads": (g16, g32 + acc_host),
+            "gradbuf": (gbuf + staging[0], staging[1]),
+            "optimizer": host(opt),
+            "transient": zero,
+        }
+        step = {
+            "weights": w_pair,
+            "grads": host(g32 + acc_host),
+            "gradbuf": staging,
+            "optimizer": host(opt),
+            "transient": zero,
+        }
         return _with_qlora(w, {"backward": back, "step": step})
     # stage 3 (NVMe: the offloaded optimizer states / parameters live on disk, not in host RAM;
     # gradients still go to the host, stage3.py:333 makes self.device the CPU for any offload)
@@ -368,10 +409,20 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
     # at the end of backward the first module (the embedding, full fine-tune) is still gathered
     # and its whole gradient waits for reduction (measured)
     last = dev(emb * wb if n > 1 else 0)
-    back = {"weights": _add(wpart, last), "grads": _add(_add(g16, host(g32) if off_opt else zero), dev(pending)),
-            "gradbuf": bucket, "optimizer": opt, "transient": dev(max(0, gathered[0] - last[0]))}
-    step = {"weights": wpart, "grads": _add(g16, put(g32, off_opt)), "gradbuf": bucket, "optimizer": opt,
-            "transient": zero}
+    back = {
+        "weights": _add(wpart, last),
+        "grads": _add(_add(g16, host(g32) if off_opt else zero), dev(pending)),
+        "gradbuf": bucket,
+        "optimizer": opt,
+        "transient": dev(max(0, gathered[0] - last[0])),
+    }
+    step = {
+        "weights": wpart,
+        "grads": _add(g16, put(g32, off_opt)),
+        "gradbuf": bucket,
+        "optimizer": opt,
+        "transient": zero,
+    }
     return _with_qlora(w, {"backward": back, "step": step})
 
 
@@ -466,8 +517,7 @@ PREFERENCE = (Variant(1), Variant(2), Variant(3), Variant(0))
 def lowest_fitting(estimates, allow_nvme: bool) -> VariantEstimate | None:
     """The recommended variant: the lowest ZeRO stage that fits, then offload (the guide's advice)."""
     rank = {v: i for i, v in enumerate(PREFERENCE)}
-    ordered = sorted(estimates, key=lambda e: (rank.get(e.variant, len(rank)),
-                                               ALL_VARIANTS.index(e.variant)))
+    ordered = sorted(estimates, key=lambda e: (rank.get(e.variant, len(rank)), ALL_VARIANTS.index(e.variant)))
     for e in ordered:
         if e.fits and (allow_nvme or e.variant.offload_optimizer != "nvme"):
             return e
@@ -488,24 +538,21 @@ def cheapest_fix(w: Workload, allow_nvme: bool) -> Change | None:
     the global batch with more accumulation), then LoRA/QLoRA; the first that fits wins."""
     tries: list[tuple[str, Workload, dict]] = []
     if not w.grad_checkpointing:
-        tries.append(("enable gradient checkpointing", replace(w, grad_checkpointing=True),
-                      {"batch.grad_checkpointing": True}))
+        tries.append(
+            ("enable gradient checkpointing", replace(w, grad_checkpointing=True), {"batch.grad_checkpointing": True})
+        )
     b = w.micro_batch
     while b > 1:
         b = max(1, b // 2)
-        tries.append((f"gradient checkpointing and micro batch {b} (accumulate {w.micro_batch // b}x more)",
-                      replace(w, grad_checkpointing=True, micro_batch=b),
-                      {"batch.grad_checkpointing": True, "batch.micro_batch": b}))
+        tries.append(
+            (
+                f"gradient checkpointing and micro batch {b} (accumulate {w.micro_batch // b}x more)",
+                replace(w, grad_checkpointing=True, micro_batch=b),
+                {"batch.grad_checkpointing": True, "batch.micro_batch": b},
+            )
+        )
     for desc, cand, fields in tries:
         fit = lowest_fitting(estimate_all(cand), allow_nvme)
         if fit is not None:
             return Change(f"{desc} with {fit.variant.label}", fit.variant, fields)
     return None
-
-
-def gib(n: int) -> float:
-    return n / GIB
-
-
-def fmt_gib(n: int) -> str:
-    return f"{n / GIB:.1f} GiB" if n < 100 * GIB else f"{n / GIB:.0f} GiB"

@@ -1,0 +1,267 @@
+"""Rules: invalid or wasteful combinations in a plan, each with the reason and the fix.
+
+Each rule is a small function taking the analysis context and yielding problems; :func:`check`
+runs them all and never raises. Errors block export and run; warnings and info only inform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from .dsrules import check_ds_config
+from .problems import Problem
+from .text import did_you_mean, fmt_cc, fmt_gib
+
+RULES = []
+
+
+def rule(fn):
+    RULES.append(fn)
+    return fn
+
+
+@rule
+def qlora_zero3(ctx) -> Iterator[Problem]:
+    if ctx.plan.method.type == "qlora" and ctx.zero.stage == 3:
+        yield Problem(
+            "error",
+            "zero.stage",
+            "QLoRA cannot be combined with ZeRO-3: DeepSpeed cannot partition bitsandbytes "
+            "4-bit weights (the XTuner guide says the same)",
+            "use ZeRO-2 (--deepspeed deepspeed_zero2), or --method lora with ZeRO-3",
+        )
+
+
+@rule
+def offload_param_below_stage3(ctx):
+    if ctx.zero.offload_param != "none" and ctx.zero.stage < 3:
+        yield Problem(
+            "error",
+            "zero.offload_param",
+            f"parameter offload works only with ZeRO-3; at stage {ctx.zero.stage} DeepSpeed silently ignores it",
+            "use --stage 3, or --offload-param none",
+        )
+
+
+@rule
+def nvme_optimizer_below_stage3(ctx):
+    if ctx.zero.offload_optimizer == "nvme" and ctx.zero.stage < 3:
+        yield Problem(
+            "error",
+            "zero.offload_optimizer",
+            "NVMe optimizer offload (ZeRO-Infinity) works only with ZeRO-3",
+            "use --stage 3, or --offload-optimizer cpu",
+        )
+
+
+@rule
+def nvme_without_path(ctx):
+    if "nvme" in (ctx.zero.offload_optimizer, ctx.zero.offload_param) and not ctx.zero.nvme_path:
+        yield Problem(
+            "error",
+            "zero.nvme_path",
+            "NVMe offload needs a directory on a local NVMe drive",
+            "set zero.nvme_path (e.g. /local_nvme)",
+        )
+
+
+@rule
+def partial_offload_below_stage3(ctx):
+    if ctx.zero.optimizer_ratio < 1 and ctx.zero.stage < 3:
+        yield Problem(
+            "error",
+            "zero_optimization.offload_optimizer.ratio",
+            f"partial optimizer offload (ratio {ctx.zero.optimizer_ratio}) works only with ZeRO-3",
+            "use stage 3, or remove ratio from the JSON",
+        )
+
+
+@rule
+def precision_vs_hardware(ctx):
+    hw, prec, cc = ctx.hardware, ctx.plan.precision, ctx.hardware.compute_capability
+    if prec == "bf16" and not hw.is_cpu and cc is not None and cc < (8, 0):
+        yield Problem(
+            "error",
+            "precision",
+            f"bf16 needs compute capability 8.0 (Ampere) or newer; {hw.name} is {fmt_cc(cc)}",
+            "use --precision fp16 (or auto, which picks fp16 here)",
+        )
+    if prec == "fp16" and hw.is_cpu:
+        yield Problem(
+            "error", "precision", "DeepSpeed's CPU accelerator does not support fp16", "use --precision bf16 (or auto)"
+        )
+    if prec == "auto":
+        yield Problem("info", "precision", f"auto chose {ctx.precision}: {ctx.precision_reason}", "")
+
+
+@rule
+def unknown_model(ctx):
+    if ctx.model_error:
+        yield Problem(
+            "error",
+            "model.name",
+            ctx.model_error.split("; ", 1)[0],
+            ctx.model_error.split("; ", 1)[1] if "; " in ctx.model_error else "",
+        )
+
+
+@rule
+def unknown_gpu(ctx):
+    hw = ctx.hardware
+    if hw.source == "catalog" and hw.memory_bytes <= 0:
+        from .hardware import CATALOG
+
+        yield Problem(
+            "error",
+            "hardware.gpu",
+            f"unknown GPU {hw.name!r}",
+            did_you_mean(
+                hw.name, CATALOG, "use a catalog name (zerowizard gpus --catalog) or set hardware.gpu_memory_gb"
+            ),
+        )
+
+
+@rule
+def deepspeed_base(ctx):
+    if ctx.base_error:
+        yield Problem("error", "deepspeed", ctx.base_error, "")
+        return
+    if ctx.base is not None:
+        for p in check_ds_config(ctx.base, world_size=None, where="deepspeed: "):
+            # Precision and batch fields are overridden by the plan; report only what survives.
+            if p.field.split(": ", 1)[-1].split(".")[0] in (
+                "fp16",
+                "bf16",
+                "bfloat16",
+                "train_micro_batch_size_per_gpu",
+                "gradient_accumulation_steps",
+                "gradient_clipping",
+                "train_batch_size",
+            ):
+                continue
+            if p.severity == "info":
+                continue
+            yield p
+
+
+@rule
+def train_batch_size_in_base(ctx):
+    base = ctx.base or {}
+    tb = base.get("train_batch_size")
+    if isinstance(tb, int) and not isinstance(tb, bool):
+        b = ctx.plan.batch
+        want = b.micro_batch * b.grad_accum * ctx.hardware.world_size
+        if tb != want:
+            yield Problem(
+                "warning",
+                "deepspeed: train_batch_size",
+                f"the base says {tb}, but micro batch {b.micro_batch} x accumulation "
+                f"{b.grad_accum} x {ctx.hardware.world_size} GPUs = {want}; the export leaves it "
+                "out so DeepSpeed derives it",
+                "",
+            )
+
+
+@rule
+def lora_fields_with_full(ctx):
+    m = ctx.plan.method
+    if m.type == "full" and ctx.lora_fields_set:
+        yield Problem(
+            "info",
+            "method.lora_r",
+            "LoRA settings are ignored by a full fine-tune",
+            "use --method lora or qlora to train adapters",
+        )
+
+
+@rule
+def memory_fit(ctx):
+    sel = ctx.selected
+    if sel is None:
+        return
+    hw = ctx.hardware
+    where = "per rank (CPU)" if hw.is_cpu else f"per GPU ({hw.name}, {fmt_gib(hw.memory_bytes)})"
+    if not sel.fits_gpu:
+        fix = _fix_text(ctx)
+        yield Problem(
+            "error",
+            "zero.stage",
+            f"{sel.variant.label} needs {fmt_gib(sel.per_gpu.total)} {where}: it would run out of memory",
+            fix,
+        )
+    if sel.fits_gpu and not sel.fits_host and hw.host_ram_bytes is not None:
+        yield Problem(
+            "error",
+            "hardware.host_ram_gb",
+            f"{sel.variant.label} needs {fmt_gib(sel.per_node_host)} of host RAM per node; "
+            f"the node has {fmt_gib(hw.host_ram_bytes)}",
+            _fix_text(ctx) if ctx.recommended else "use fewer GPUs per node or more RAM",
+        )
+    if hw.host_ram_bytes is None and sel.variant.offload_optimizer != "none":
+        yield Problem(
+            "info",
+            "hardware.host_ram_gb",
+            f"offload needs {fmt_gib(sel.per_node_host)} of host RAM per node; the node's RAM is unknown",
+            "set --host-ram-gb to check it",
+        )
+
+
+def _fix_text(ctx) -> str:
+    rec = ctx.recommended
+    if rec is not None:
+        v = rec.variant
+        return f"{v.label} fits ({fmt_gib(rec.per_gpu.total)}): {v.flags}"
+    if ctx.fix is not None:
+        return f"{ctx.fix.description} fits"
+    return "nothing fits on this hardware: use more GPUs, a smaller model, LoRA/QLoRA, or a shorter sequence"
+
+
+@rule
+def higher_stage_than_needed(ctx):
+    sel, rec = ctx.selected, ctx.recommended
+    if sel is None or rec is None or not sel.fits:
+        return
+    if sel.variant not in [e.variant for e in ctx.estimates]:
+        return  # an invalid variant (QLoRA + ZeRO-3) already has its own error
+    from .memory import ALL_VARIANTS, PREFERENCE
+
+    order = list(PREFERENCE) + [v for v in ALL_VARIANTS if v not in PREFERENCE]
+    if sel.variant in order and order.index(sel.variant) > order.index(rec.variant):
+        yield Problem(
+            "warning",
+            "zero.stage",
+            f"{rec.variant.label} already fits ({fmt_gib(rec.per_gpu.total)} per GPU); "
+            f"{sel.variant.label} trains the same model more slowly (the guide: prefer the "
+            "lowest stage that does not run out of memory)",
+            f"use {rec.variant.flags}",
+        )
+
+
+@rule
+def sequence_longer_than_model(ctx):
+    spec = ctx.model
+    limit = spec.card.get("max_position_embeddings") if spec else None
+    if isinstance(limit, int) and ctx.plan.batch.seq_len > limit:
+        yield Problem(
+            "warning",
+            "batch.seq_len",
+            f"{ctx.plan.batch.seq_len} tokens is longer than {spec.name}'s {limit}-token context",
+            f"use --seq-len {limit} or less",
+        )
+
+
+@rule
+def hardware_notes(ctx):
+    for note in ctx.hardware.notes:
+        yield Problem("info", "hardware.gpu", note, "")
+
+
+def check(ctx) -> list[Problem]:
+    """Run every rule on an analysis context; a failing rule becomes a problem, never an exception."""
+    out: list[Problem] = []
+    for fn in RULES:
+        try:
+            out.extend(fn(ctx))
+        except Exception as exc:  # noqa: BLE001 - a bug in one rule must not hide the others
+            out.append(Problem("warning", fn.__name__, f"rule failed: {exc!r}", "please report this"))
+    return out
