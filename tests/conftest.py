@@ -8,6 +8,17 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_calibration_store(tmp_path_factory):
+    """Estimates read this machine's calibration store; the tests get an empty one of their own
+    (so a `zerowizard calibrate` or a finished run on the machine cannot change their figures)."""
+    os.environ["ZEROWIZARD_CALIBRATION"] = str(tmp_path_factory.mktemp("calibration"))
+    from zerowizard.core import calibration
+
+    calibration.invalidate()
+    yield
+
+
 @pytest.fixture
 def zw(tmp_path):
     """Run the real `zerowizard` CLI in a subprocess (cwd: a temp folder)."""

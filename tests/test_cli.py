@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-ESTIMATE_KEYS = {"world_size", "gpus_per_node", "nodes", "gpu", "params", "variants", "recommended", "problems"}
+ESTIMATE_KEYS = {"world_size", "gpus_per_node", "nodes", "gpu", "params", "variants", "recommended", "problems"} | {
+    "fastest",  # the time model (tests/test_speed.py checks these)
+    "lowest_fitting",
+    "recommendation_reason",
+    "total_steps",
+    "eta_s",
+    "gpu_hours",
+}
 
 
 def no_traceback(r):
@@ -31,7 +38,7 @@ def test_estimate_json_has_exactly_the_documented_shape(zw):
     }
     assert out["params"] == {"total": 8_030_261_248, "trainable": 167_772_160}
     v = out["variants"][0]
-    assert set(v) == {"stage", "offload_optimizer", "offload_param", "per_gpu", "per_node_host", "fits"}
+    assert set(v) == {"stage", "offload_optimizer", "offload_param", "per_gpu", "per_node_host", "fits", "time", "eta_s"}
     assert set(v["per_gpu"]) == {"weights", "grads", "optimizer", "activations", "buffers", "overhead", "total"}
     assert all(isinstance(x, int) for x in v["per_gpu"].values())
     assert out["recommended"] == {"stage": 1, "offload_optimizer": "none", "offload_param": "none"}

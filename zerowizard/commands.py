@@ -107,13 +107,74 @@ def cmd_estimate(args, plan) -> int:
                 fits,
             )
         con.print(t)
-        con.print("★ recommended  ▶ the plan's choice")
+        con.print(_speed_table(a, sel, rec))
+        con.print("★ recommended  ▶ the plan's choice   slower: x the step time of the fastest that fits")
+        con.print(_speed_line(a))
         con.print(
             f"[bold]recommended:[/] {a.recommendation_reason}"
             + (f"\n  {a.recommended.variant.flags}" if a.recommended else "")
         )
     print_problems(a.problems, con)
     return 2 if a.model is None else 0
+
+
+def _speed_table(a: Analysis, sel, rec):
+    """Per variant: the predicted optimizer step, tokens/s per GPU, the slowdown and where time goes."""
+    from rich import box
+    from rich.table import Table
+
+    from .core.speed import fmt_seconds
+
+    best = a.times[a.fastest.variant].step_s if a.fastest and a.fastest.variant in a.times else None
+    t = Table(title="per optimizer step (predicted)", title_justify="left", box=box.SIMPLE_HEAD)
+    cols = ("", "stage", "offload opt/param", "fits", "step", "tok/s/GPU", "slower", "compute", "comm", "offload")
+    for col in (*cols, "ETA"):
+        t.add_column(col, justify="left" if col in cols[:4] else "right", no_wrap=True)
+    for e in a.estimates:
+        v, tm = e.variant, a.times.get(e.variant)
+        if tm is None:
+            continue
+        mark = ("★" if v == rec else " ") + ("▶" if v == sel else " ")
+        off = (
+            "-"
+            if v.offload_optimizer == v.offload_param == "none"
+            else f"{v.offload_optimizer.replace('none', '-')}/{v.offload_param.replace('none', '-')}"
+        )
+
+        def share(x: float, tm=tm) -> str:
+            return f"{x / tm.step_s:.0%}" if tm.step_s > 0 else "-"
+
+        t.add_row(
+            mark,
+            f"ZeRO-{v.stage}",
+            off,
+            "[green]yes[/]" if e.fits else "[red]no[/]",
+            fmt_seconds(tm.step_s),
+            f"{tm.tokens_per_s_per_gpu:,.0f}",
+            f"{tm.step_s / best:.1f}x" if best and e.fits else "-",
+            share(tm.compute_s),
+            share(tm.comm_s),
+            share(tm.offload_s),
+            fmt_seconds(a.total_steps * tm.step_s) if a.total_steps else "-",
+        )
+    return t
+
+
+def _speed_line(a: Analysis) -> str:
+    """Where the step times come from, and the ETA of the plan's variant."""
+    from .core.speed import fmt_seconds
+
+    t = next(iter(a.times.values()), None)
+    source = t.source if t is not None else "formula"
+    line = f"step times: {source}"
+    if a.rates is not None and a.rates.notes:
+        line += "; " + "; ".join(a.rates.notes)
+    if a.hardware.assumed:
+        line += "; assumed: " + ", ".join(a.hardware.assumed)
+    if a.eta_s is not None and a.total_steps:
+        hours = f" ({a.gpu_hours:,.1f} GPU-hours)" if a.gpu_hours is not None else ""
+        line += f"\nETA {fmt_seconds(a.eta_s)} for {a.total_steps:,} optimizer steps{hours}"
+    return line
 
 
 def cmd_export(args, plan) -> int:
@@ -282,6 +343,16 @@ def cmd_gpus(args) -> int:
                             "name": g.name,
                             "memory_bytes": g.memory_bytes,
                             "compute_capability": fmt_cc(g.compute_capability),
+                            "bf16_tflops": g.bf16_tflops,
+                            "fp16_tflops": g.fp16_tflops,
+                            "fp32_tflops": g.fp32_tflops,
+                            "memory_gbs": g.memory_gbs,
+                            "interconnect": g.interconnect,
+                            "link_gbs": g.link_gbs,
+                            "pcie_gen": g.pcie_gen,
+                            "aliases": list(g.aliases),
+                            "nvml": list(g.nvml),
+                            "source": g.source,
                         }
                         for g in CATALOG.values()
                     ],
@@ -334,16 +405,22 @@ def cmd_gpus(args) -> int:
             "(--gpus 8xA100-80GB). The catalog:"
         )
     t = Table()
-    for c in ("name", "memory GiB", "compute capability", "bf16"):
-        t.add_column(c)
+    for c in ("name", "memory GiB", "cc", "bf16", "TFLOPS", "memory GB/s", "link", "link GB/s", "PCIe"):
+        t.add_column(c, justify="left" if c in ("name", "bf16", "link") else "right")
     for g in CATALOG.values():
         t.add_row(
             g.name,
             gib_figure(g.memory_bytes),
             fmt_cc(g.compute_capability),
             "yes" if g.compute_capability >= (8, 0) else "no (fp16)",
+            f"{g.bf16_tflops or g.fp16_tflops:g}",
+            f"{g.memory_gbs:g}",
+            g.interconnect,
+            f"{g.link_gbs:g}",
+            f"gen{g.pcie_gen}",
         )
     con.print(t)
+    con.print("TFLOPS: dense bf16 (fp16 where there is no bf16) tensor peak; link GB/s: per GPU per direction")
     return 0
 
 

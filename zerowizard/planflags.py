@@ -29,6 +29,8 @@ FLAG_FIELDS = {
     "lora_r": ("method", "lora_r"),
     "nodes": ("hardware", "nodes"),
     "host_ram_gb": ("hardware", "host_ram_gb"),
+    "network": ("hardware", "network_gbps"),
+    "cpu_cores": ("hardware", "cpu_cores"),
     "deepspeed": (None, "deepspeed"),
     "stage": ("zero", "stage"),
     "offload_optimizer": ("zero", "offload_optimizer"),
@@ -41,7 +43,7 @@ FLAG_FIELDS = {
     "precision": (None, "precision"),
     "max_grad_norm": (None, "max_grad_norm"),
 }
-INT_FLAGS = {"lora_r", "nodes", "stage", "micro_batch", "grad_accum", "seq_len"}
+INT_FLAGS = {"lora_r", "nodes", "stage", "micro_batch", "grad_accum", "seq_len", "cpu_cores"}
 FLOAT_FLAGS = {"host_ram_gb", "max_grad_norm"}
 
 
@@ -56,6 +58,8 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gpus", metavar="N|NxGPU", help="GPUs per node, optionally with a catalog GPU: 8xA100-80GB")
     g.add_argument("--nodes", metavar="N", help="number of nodes")
     g.add_argument("--host-ram-gb", metavar="GB", help="host RAM per node in GiB")
+    g.add_argument("--network", metavar="BW", help="node network per node, e.g. 400Gb (default 100Gb, assumed)")
+    g.add_argument("--cpu-cores", metavar="N", help="host CPU cores per node (CPU Adam under offload)")
     g.add_argument(
         "--deepspeed",
         metavar="NAME|PATH",
@@ -111,6 +115,14 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             value = _to_number(value, int, dest, errors)
         elif dest in FLOAT_FLAGS:
             value = _to_number(value, float, dest, errors)
+        elif dest == "network":
+            from .core.hardware import parse_network
+
+            try:
+                value = parse_network(value)
+            except ValueError as exc:
+                errors.append(str(exc))
+                continue
         elif dest == "params":
             try:
                 value = parse_count(value)

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import dsconfig, memory, rules
+from . import calibration, dsconfig, eta, memory, rules, speed
+from .flops import activation_elements, flops_per_token, gathered_params
 from .hardware import Hardware, resolve_hardware
 from .modelspec import ModelNotFound, ModelSpec, resolve_model
 from .plan import MethodSection, Plan
 from .problems import Problem, errors, sort_problems
+from .rates import rates_for
 from .text import fmt_cc, fmt_gib
+
+MEMORY_MARGIN = 0.05  # the recommendation prefers variants that leave this share of memory free
+TIE = 0.10  # step times within 10% are a tie (the model is uncalibrated on most GPUs): the guide breaks it
 
 
 def resolve_precision(requested: str, hw: Hardware) -> tuple[str, str]:
@@ -51,6 +56,14 @@ class Analysis:
     base_error: str = ""
     lora_fields_set: bool = False
     problems: list[Problem] = field(default_factory=list)
+    # the time model (zerowizard.core.speed): per variant, the fastest that fits, the guide's choice
+    times: dict = field(default_factory=dict)  # Variant -> speed.StepTime
+    fastest: memory.VariantEstimate | None = None
+    lowest_fitting: memory.VariantEstimate | None = None
+    total_steps: int | None = None  # optimizer steps of the run (max_steps, or the data's size)
+    eta_s: float | None = None  # the plan's variant (the recommended one if the plan's does not fit)
+    gpu_hours: float | None = None
+    rates: speed.Rates | None = None
 
     @property
     def errors(self) -> list[Problem]:
@@ -69,12 +82,28 @@ class Analysis:
 
     @property
     def recommendation_reason(self) -> str:
-        if self.recommended is not None:
+        rec, low = self.recommended, self.lowest_fitting
+        if rec is not None:
+            mem = f"{fmt_gib(rec.per_gpu.total)} of {fmt_gib(self.hardware.memory_bytes)}"
+            t = self.times.get(rec.variant)
+            if t is None:
+                return f"{rec.variant.label} fits ({mem})"
+            if low is None or low.variant == rec.variant:
+                return (
+                    f"{rec.variant.label} fits ({mem}) and is the fastest that fits "
+                    f"({speed.fmt_seconds(t.step_s)} per step); the ZeRO stages train the same model"
+                )
+            tl = self.times.get(low.variant)
+            ratio = tl.step_s / t.step_s if tl and t.step_s > 0 else 1.0
+            if ratio >= 1 + TIE:
+                return (
+                    f"{rec.variant.label} is the fastest that fits ({speed.fmt_seconds(t.step_s)} per step, {mem}); "
+                    f"{low.variant.label}, the guide's lowest stage that fits, fits too but is {ratio:.1f}x slower"
+                )
             return (
-                f"{self.recommended.variant.label} is the lowest stage that fits "
-                f"({fmt_gib(self.recommended.per_gpu.total)} of "
-                f"{fmt_gib(self.hardware.memory_bytes)}); the ZeRO stages train the same "
-                "model, so prefer the lowest that does not run out of memory"
+                f"{rec.variant.label} fits with room to spare ({mem}) and is as fast; "
+                f"{low.variant.label}, the guide's lowest stage that fits, leaves under "
+                f"{MEMORY_MARGIN:.0%} of memory free"
             )
         if self.fix is not None:
             return f"nothing fits as planned; {self.fix.description} would fit"
@@ -167,11 +196,111 @@ def analyze(plan: Plan, *, detection=None) -> Analysis:
         chosen = memory.Variant(zs.stage if 0 <= zs.stage <= 3 else 0, zs.offload_optimizer, zs.offload_param)
         a.selected = next((e for e in a.estimates if e.variant == chosen), None) or memory.estimate_variant(w, chosen)
         allow_nvme = bool(zs.nvme_path)
-        a.recommended = memory.lowest_fitting(a.estimates, allow_nvme)
+        a.lowest_fitting = memory.lowest_fitting(a.estimates, allow_nvme)
+        _add_times(a, plan, spec, hw, precision, zs)
+        a.fastest = fastest_fitting(a.estimates, a.times, hw, allow_nvme)
+        a.recommended = a.fastest or a.lowest_fitting
         if a.recommended is None:
             a.fix = memory.cheapest_fix(w, allow_nvme)
+        _add_eta(a, plan)
     a.problems = sort_problems(rules.check(a))
     return a
+
+
+def job_for(
+    plan: Plan, spec: ModelSpec, hw: Hardware, precision: str, zs: dsconfig.ZeroSettings, ds: dict
+) -> speed.Job:
+    """The variant-independent facts of the plan the time model reads."""
+    m, b = plan.method, plan.batch
+    gathered, gathered_modules = gathered_params(spec, zs.param_persistence_threshold)
+    if m.type == "full":
+        per_layer = len(spec.linear_layers()) + sum(1 for *_, bias in spec.linear_layers() if bias)
+        tensors = spec.num_layers * (per_layer + spec.norms_per_layer) + 2 + (0 if spec.tie_embeddings else 1)
+    else:
+        tensors = 2 * spec.num_layers * len(spec.target_linears(m.target_modules))
+    # submodules: per layer the linears, the norms, attention, MLP, activation and the layer itself;
+    # the model, its body, embedding, final norm, rotary embedding and LM head; peft adds six per adapter
+    modules = spec.num_layers * (len(spec.linear_layers()) + spec.norms_per_layer + 4) + 6
+    if m.type != "full":
+        modules += 6 * spec.num_layers * len(spec.target_linears(m.target_modules))
+    return speed.Job(
+        flops=flops_per_token(
+            spec,
+            m.type,
+            seq_len=b.seq_len,
+            grad_checkpointing=b.grad_checkpointing,
+            lora_r=m.lora_r,
+            target_modules=m.target_modules,
+        ),
+        tokens_per_micro=b.micro_batch * b.seq_len,
+        grad_accum=b.grad_accum,
+        num_layers=spec.num_layers,
+        total_params=spec.total_params,
+        trainable_params=spec.trainable_params(m.type, m.lora_r, m.target_modules),
+        trainable_tensors=tensors,
+        quantized_params=spec.quantizable_params if m.type == "qlora" else 0,
+        gathered_params=gathered,
+        gathered_modules=gathered_modules,
+        modules=modules,
+        precision=precision,
+        world_size=hw.world_size,
+        gpus_per_node=hw.gpus_per_node,
+        nodes=hw.nodes,
+        grad_checkpointing=b.grad_checkpointing,
+        reduce_bucket_size=zs.reduce_bucket_size,
+        overlap_comm=zs.overlap_comm,
+        prefetch_bucket_size=zs.prefetch_bucket_size,
+        elements=activation_elements(spec, b.grad_checkpointing),
+    )
+
+
+def _add_times(
+    a: Analysis, plan: Plan, spec: ModelSpec, hw: Hardware, precision: str, zs: dsconfig.ZeroSettings
+) -> None:
+    job = job_for(plan, spec, hw, precision, zs, a.ds.config if a.ds else {})
+    cal = calibration.load(calibration.device_key(hw))
+    a.rates = rates_for(hw, precision, cal)
+    variants = [e.variant for e in a.estimates]
+    if a.selected is not None and a.selected.variant not in variants:
+        variants.append(a.selected.variant)
+    for v in variants:
+        k, runs = cal.correction(v, hw.world_size) if cal is not None else (1.0, 0)
+        source = f"calibrated from {runs} run{'s' if runs != 1 else ''} on this machine" if runs else ""
+        a.times[v] = speed.step_time(job, v, a.rates, k, source)
+
+
+def _fits_with_margin(e: memory.VariantEstimate, hw: Hardware) -> bool:
+    if hw.is_cpu:
+        return hw.host_ram_bytes is None or e.per_node_host <= (1 - MEMORY_MARGIN) * hw.host_ram_bytes
+    return hw.memory_bytes <= 0 or e.per_gpu.total <= (1 - MEMORY_MARGIN) * hw.memory_bytes
+
+
+def fastest_fitting(estimates, times: dict, hw: Hardware, allow_nvme: bool) -> memory.VariantEstimate | None:
+    """The variant that fits with the least step time; a margin of memory preferred, and step times
+    within TIE of the best broken by the guide's order (the lowest stage that fits first)."""
+    ok = [
+        e for e in estimates if e.fits and e.variant in times and (allow_nvme or e.variant.offload_optimizer != "nvme")
+    ]
+    pool = [e for e in ok if _fits_with_margin(e, hw)] or ok
+    if not pool:
+        return None
+    best = min(times[e.variant].step_s for e in pool)
+    near = [e for e in pool if times[e.variant].step_s <= best * (1 + TIE)]
+    order = list(memory.PREFERENCE) + [v for v in memory.ALL_VARIANTS if v not in memory.PREFERENCE]
+    return min(near, key=lambda e: order.index(e.variant) if e.variant in order else len(order))
+
+
+def _add_eta(a: Analysis, plan: Plan) -> None:
+    a.total_steps = eta.total_steps(plan, a.hardware.world_size)
+    chosen = a.selected if a.selected is not None and a.selected.fits else a.recommended
+    t = a.times.get(chosen.variant) if chosen is not None else None
+    if a.total_steps and t is not None:
+        a.eta_s = a.total_steps * t.step_s
+        a.gpu_hours = a.eta_s * a.hardware.world_size / 3600
+
+
+def _variant_json(v: memory.Variant) -> dict:
+    return {"stage": v.stage, "offload_optimizer": v.offload_optimizer, "offload_param": v.offload_param}
 
 
 def estimate_json(a: Analysis) -> dict:
@@ -196,6 +325,8 @@ def estimate_json(a: Analysis) -> dict:
                 "per_gpu": e.per_gpu.as_dict(),
                 "per_node_host": e.per_node_host,
                 "fits": e.fits,
+                "time": a.times[e.variant].as_dict() if e.variant in a.times else None,
+                "eta_s": _eta(a, e.variant),
             }
             for e in a.estimates
         ],
@@ -206,5 +337,16 @@ def estimate_json(a: Analysis) -> dict:
         }
         if rec
         else None,
+        "fastest": _variant_json(a.fastest.variant) if a.fastest else None,
+        "lowest_fitting": _variant_json(a.lowest_fitting.variant) if a.lowest_fitting else None,
+        "recommendation_reason": a.recommendation_reason,
+        "total_steps": a.total_steps,
+        "eta_s": None if a.eta_s is None else round(a.eta_s, 3),
+        "gpu_hours": None if a.gpu_hours is None else round(a.gpu_hours, 4),
         "problems": [p.as_dict() for p in a.problems],
     }
+
+
+def _eta(a: Analysis, v: memory.Variant) -> float | None:
+    t = a.times.get(v)
+    return round(a.total_steps * t.step_s, 3) if a.total_steps and t is not None else None

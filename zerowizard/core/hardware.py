@@ -13,59 +13,40 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from .gpus import GENERIC, GpuModel, catalog, find_gpu, generic_memory, match_nvml
 from .text import GIB, did_you_mean
 
 
-@dataclass(frozen=True)
-class GpuModel:
-    name: str
-    memory_bytes: int
-    compute_capability: tuple[int, int]
-    aliases: tuple[str, ...] = ()
+def __getattr__(name: str) -> object:
+    """``CATALOG`` is read from presets/hardware/gpus.yaml on first use (see :mod:`.gpus`)."""
+    if name == "CATALOG":
+        return catalog()
+    raise AttributeError(name)
 
 
-def _gb(n: float) -> int:
-    """Marketing GB of a card as the bytes NVML reports (cards report slightly under n GiB)."""
-    return int(n * GIB)
+# Stated defaults for what a plan may leave out (docs/speed-model.md)
+DEFAULT_NETWORK_GBPS = 100.0  # per node: one 100 Gb/s NIC (InfiniBand EDR / 100 GbE)
+DEFAULT_CPU_CORES = 64  # per node of a machine you are not on (a dual-socket 32-core GPU server)
+DEFAULT_NVME_GBS = 6.0  # per node: one PCIe gen4 NVMe drive's sequential read
 
 
-# Total memory as NVML reports it (e.g. an A100-80GB shows 81920 MiB), compute capability.
-CATALOG: dict[str, GpuModel] = {
-    g.name: g
-    for g in (
-        GpuModel("A100-40GB", 40960 * 1024**2, (8, 0), ("A100", "A100-SXM4-40GB", "A100-PCIE-40GB")),
-        GpuModel("A100-80GB", 81920 * 1024**2, (8, 0), ("A100-SXM4-80GB", "A100-PCIE-80GB", "A800-80GB")),
-        GpuModel("H100-80GB", 81559 * 1024**2, (9, 0), ("H100", "H100-SXM5-80GB", "H100-PCIE-80GB", "H800-80GB")),
-        GpuModel("H200-141GB", 143771 * 1024**2, (9, 0), ("H200",)),
-        GpuModel("L40S-48GB", 46068 * 1024**2, (8, 9), ("L40S",)),
-        GpuModel("A10-24GB", 23028 * 1024**2, (8, 6), ("A10", "A10G")),
-        GpuModel("A6000-48GB", 49140 * 1024**2, (8, 6), ("A6000", "RTXA6000", "RTX-A6000")),
-        GpuModel("RTX4090-24GB", 24564 * 1024**2, (8, 9), ("RTX4090", "4090")),
-        GpuModel("RTX3090-24GB", 24576 * 1024**2, (8, 6), ("RTX3090", "3090")),
-        GpuModel("V100-16GB", 16384 * 1024**2, (7, 0), ("V100", "V100-SXM2-16GB")),
-        GpuModel("V100-32GB", 32768 * 1024**2, (7, 0), ("V100-SXM2-32GB", "V100S")),
-        GpuModel("T4-16GB", 15360 * 1024**2, (7, 5), ("T4",)),
-    )
-}
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[^A-Z0-9]", "", name.upper().replace("NVIDIA", "").replace("GEFORCE", ""))
-
-
-_LOOKUP = {}
-for _g in CATALOG.values():
-    for _alias in (_g.name, *_g.aliases):
-        _LOOKUP.setdefault(_norm(_alias), _g)
-
-
-def find_gpu(name: str) -> GpuModel | None:
-    """A catalog entry by name or alias, case and punctuation ignored ('a100_80gb' works)."""
-    return _LOOKUP.get(_norm(name))
+def parse_network(text: str | float) -> float:
+    """'400Gb', '400Gbps', '400', '3.2Tb' -> Gbit/s per node."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        value = float(text)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([GT]?)(?:b|bit)?(?:ps|/s)?\s*", str(text), re.IGNORECASE)
+        if not m:
+            raise ValueError(f"--network: {text!r} is not a bandwidth; use e.g. 400Gb, 100Gbps or 3.2Tb")
+        value = float(m.group(1)) * (1000.0 if m.group(2).upper() == "T" else 1.0)
+    if not 0 < value <= 1e6:
+        raise ValueError(f"--network: {text!r} is out of range; use e.g. 100Gb to 3200Gb per node")
+    return value
 
 
 def parse_gpus_flag(text: str) -> tuple[int | None, str | None]:
-    """'8xA100-80GB' -> (8, 'A100-80GB'); '4' -> (4, None); 'A100-80GB' -> (None, 'A100-80GB')."""
+    """'8xA100-80GB' -> (8, 'A100-80GB'); '4' -> (4, None); 'A100-80GB' -> (None, 'A100-80GB');
+    '4x24GB' -> (4, '24GB'): a generic card of that capacity."""
     s = text.strip()
     m = re.fullmatch(r"(\d+)\s*[xX*]\s*(.+)", s)
     if m:
@@ -76,8 +57,14 @@ def parse_gpus_flag(text: str) -> tuple[int | None, str | None]:
         count, name = None, s
     if count is not None and count < 1:
         raise ValueError(f"--gpus: {text!r} asks for {count} GPUs; use 1 or more, e.g. 8xA100-80GB")
-    if name is not None and name.lower() not in ("cpu", "auto") and find_gpu(name) is None:
-        fix = did_you_mean(name, CATALOG, "known: " + ", ".join(CATALOG))
+    if (
+        name is not None
+        and name.lower() not in ("cpu", "auto")
+        and find_gpu(name) is None
+        and generic_memory(name) is None
+    ):
+        names = catalog()
+        fix = did_you_mean(name, names, "known: " + ", ".join(names) + "; or a capacity such as 24GB")
         raise ValueError(f"--gpus: unknown GPU {name!r}; {fix}")
     return count, name
 
@@ -187,8 +174,14 @@ class Hardware:
     nodes: int
     host_ram_bytes: int | None  # per node; None: unknown (a catalog machine, no --host-ram-gb)
     accelerator: str  # "cuda" | "cpu"
-    source: str  # "nvml" | "catalog" | "cpu"
+    source: str  # "nvml" | "catalog" | "generic" | "cpu"
     notes: tuple[str, ...] = field(default=())
+    # what the time model reads (zerowizard.core.speed)
+    gpu: GpuModel | None = None  # the catalog entry (GENERIC's figures for a generic card; None on the CPU)
+    network_gbps: float = DEFAULT_NETWORK_GBPS  # per node, Gbit/s
+    cpu_cores: int = DEFAULT_CPU_CORES  # per node
+    nvme_gbs: float = DEFAULT_NVME_GBS  # per node, GB/s
+    assumed: tuple[str, ...] = field(default=())  # which figures are stated defaults, not facts
 
     @property
     def world_size(self) -> int:
@@ -197,6 +190,23 @@ class Hardware:
     @property
     def is_cpu(self) -> bool:
         return self.accelerator == "cpu"
+
+
+def _host_facts(hw: object, here: bool) -> dict:
+    """Network, host cores and NVMe for the plan: given, this machine's (cores), or stated defaults."""
+    assumed = []
+    network = getattr(hw, "network_gbps", None)
+    if network is None:
+        network = DEFAULT_NETWORK_GBPS
+        if getattr(hw, "nodes", 1) > 1:
+            assumed.append(f"node network {network:g} Gb/s")
+    cores = getattr(hw, "cpu_cores", None)
+    if cores is None:
+        cores = (os.cpu_count() or 1) if here else DEFAULT_CPU_CORES
+        if not here:
+            assumed.append(f"{cores} host CPU cores per node")
+    nvme = getattr(hw, "nvme_gbs", None) or DEFAULT_NVME_GBS
+    return {"network_gbps": float(network), "cpu_cores": int(cores), "nvme_gbs": float(nvme), "assumed": assumed}
 
 
 _DETECTION_CACHE: list[Detection] = []
@@ -228,7 +238,7 @@ def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
         det = detection if detection is not None else cached_detection()
         if det.gpus:
             first = det.gpus[0]
-            model = find_gpu(first.name)
+            model = match_nvml(first.name, first.memory_bytes)
             per_node = hw.gpus_per_node or len(det.gpus)
             if hw.gpus_per_node and hw.gpus_per_node > len(det.gpus):
                 notes.append(f"planning for {hw.gpus_per_node} GPUs per node; NVML sees {len(det.gpus)}")
@@ -242,6 +252,7 @@ def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
                 accelerator="cuda",
                 source="nvml",
                 notes=tuple(notes),
+                **_with_gpu(model, here=True, hw=hw),
             )
         notes.append(f"{det.note or 'no GPU'}: using the CPU accelerator (DS_ACCELERATOR=cpu)")
         gpu = "cpu"
@@ -258,10 +269,28 @@ def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
             accelerator="cpu",
             source="cpu",
             notes=tuple(notes),
+            **_without_gpu(_host_facts(hw, here=True)),
         )
     # Planning for a machine you are not on: this machine's RAM says nothing about its host.
     host = int(hw.host_ram_gb * GIB) if hw.host_ram_gb else None
     model = find_gpu(gpu)
+    generic = generic_memory(gpu) if model is None else None
+    if generic is not None:  # --gpus 4x24GB: capacity only, compute and links assumed
+        return Hardware(
+            name=gpu.upper().replace("GIB", "GB"),
+            memory_bytes=int(hw.gpu_memory_gb * GIB) if hw.gpu_memory_gb else generic,
+            compute_capability=cc or GENERIC.compute_capability,
+            gpus_per_node=hw.gpus_per_node or 1,
+            nodes=hw.nodes,
+            host_ram_bytes=host,
+            accelerator="cuda",
+            source="generic",
+            notes=(
+                *notes,
+                f"generic {gpu} GPU: compute and links {GENERIC.source.removeprefix('assumed: ')}",
+            ),
+            **_with_gpu(GENERIC, here=False, hw=hw, generic=True),
+        )
     if model is None:  # validated by the rules; size it as the user said, if they said
         mem = int(hw.gpu_memory_gb * GIB) if hw.gpu_memory_gb else 0
         return Hardware(
@@ -274,6 +303,7 @@ def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
             accelerator="cuda",
             source="catalog",
             notes=tuple(notes),
+            **_with_gpu(None, here=False, hw=hw),
         )
     return Hardware(
         name=model.name,
@@ -285,4 +315,17 @@ def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
         accelerator="cuda",
         source="catalog",
         notes=tuple(notes),
+        **_with_gpu(model, here=False, hw=hw),
     )
+
+
+def _without_gpu(facts: dict) -> dict:
+    return {**facts, "gpu": None, "assumed": tuple(facts["assumed"])}
+
+
+def _with_gpu(model: GpuModel | None, *, here: bool, hw: object, generic: bool = False) -> dict:
+    facts = _host_facts(hw, here)
+    assumed = list(facts["assumed"])
+    if generic:
+        assumed.insert(0, "GPU compute and links (generic card)")
+    return {**facts, "gpu": model, "assumed": tuple(assumed)}

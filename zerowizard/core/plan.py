@@ -76,6 +76,27 @@ class HardwareSection:
     host_ram_gb: float | None = _f(
         None, "host RAM per node in GiB; default: this machine's", minimum=0.001, kind=float, optional=True
     )
+    network_gbps: float | None = _f(
+        None,
+        "node network in Gbit/s per node (e.g. 400); default 100 (assumed)",
+        minimum=0.001,
+        kind=float,
+        optional=True,
+    )
+    cpu_cores: int | None = _f(
+        None,
+        "host CPU cores per node (CPU Adam under offload); default: this machine's, or 64 for a named GPU",
+        minimum=1,
+        kind=int,
+        optional=True,
+    )
+    nvme_gbs: float | None = _f(
+        None,
+        "NVMe read bandwidth per node in GB/s (nvme offload); default 6 (assumed)",
+        minimum=0.001,
+        kind=float,
+        optional=True,
+    )
 
 
 @dataclass(frozen=True)

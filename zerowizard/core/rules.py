@@ -218,21 +218,46 @@ def _fix_text(ctx) -> str:
 
 @rule
 def higher_stage_than_needed(ctx):
+    """The plan's variant fits, but the recommended one (the fastest that fits; step times within
+    the tie band go to the guide's lowest stage) is predicted faster, or as fast and lower."""
     sel, rec = ctx.selected, ctx.recommended
-    if sel is None or rec is None or not sel.fits:
+    if sel is None or rec is None or not sel.fits or sel.variant == rec.variant:
         return
     if sel.variant not in [e.variant for e in ctx.estimates]:
         return  # an invalid variant (QLoRA + ZeRO-3) already has its own error
+    from .analysis import TIE
     from .memory import ALL_VARIANTS, PREFERENCE
+    from .speed import fmt_seconds
 
-    order = list(PREFERENCE) + [v for v in ALL_VARIANTS if v not in PREFERENCE]
-    if sel.variant in order and order.index(sel.variant) > order.index(rec.variant):
+    ts, tr = ctx.times.get(sel.variant), ctx.times.get(rec.variant)
+    if ts is None or tr is None or tr.step_s <= 0:
+        return
+    ratio = ts.step_s / tr.step_s
+    pair = f"{fmt_seconds(ts.step_s)} vs {fmt_seconds(tr.step_s)} per optimizer step"
+    if ratio > 1 + TIE:
         yield Problem(
             "warning",
             "zero.stage",
-            f"{rec.variant.label} already fits ({fmt_gib(rec.per_gpu.total)} per GPU); "
-            f"{sel.variant.label} trains the same model more slowly (the guide: prefer the "
-            "lowest stage that does not run out of memory)",
+            f"{sel.variant.label} fits but is predicted {ratio:.1f}x slower than {rec.variant.label} "
+            f"({pair}); both train the same model",
+            f"use {rec.variant.flags}",
+        )
+        return
+    order = list(PREFERENCE) + [v for v in ALL_VARIANTS if v not in PREFERENCE]
+    if order.index(rec.variant) < order.index(sel.variant):
+        yield Problem(
+            "info",
+            "zero.stage",
+            f"{rec.variant.label} also fits and is predicted as fast ({pair}); the guide prefers the "
+            "lowest stage that fits: less partitioning, fewer collectives to go wrong",
+            f"use {rec.variant.flags}",
+        )
+    else:
+        yield Problem(
+            "info",
+            "zero.stage",
+            f"{sel.variant.label} leaves under 5% of memory free; {rec.variant.label} is predicted as fast "
+            f"({pair}) with room to spare",
             f"use {rec.variant.flags}",
         )
 
