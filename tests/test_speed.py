@@ -318,3 +318,39 @@ def test_the_store_is_read_once_per_process(tmp_path, monkeypatch):
     calibration.invalidate()
     assert calibration.load("cpu") is None  # a broken file is no calibration, not a crash
     calibration.invalidate()
+
+
+# -- the runner's side ----------------------------------------------------------------------------
+
+
+def test_a_runs_events_give_its_step_time_and_peaks():
+    from zerowizard.runner.record import measured
+
+    events = [{"event": "start"}] + [
+        {
+            "event": "step",
+            "step": s,
+            "elapsed_s": 10.0 + 0.5 * s + (5.0 if s == 1 else 0.0),
+            "tokens_seen": 1000 * s,
+            "memory_bytes": [100 + s, 200 if s != 7 else 900],
+        }
+        for s in range(1, 11)
+    ]
+    got = measured(events)
+    assert got["measured_step_s"] == pytest.approx(0.5)  # the warm-up steps are left out
+    assert got["measured_tokens_per_step"] == 1000
+    assert got["peak_memory_bytes"] == [110, 900]
+    assert measured([{"event": "step", "step": 1, "elapsed_s": 1.0}]) is None
+
+
+def test_headless_shows_predicted_beside_measured_tokens_per_second():
+    import io
+
+    from zerowizard.runner.headless import PlainPrinter
+
+    out = io.StringIO()
+    p = PlainPrinter(out)
+    p.event({"event": "start", "world_size": 2, "predicted_tokens_per_s": 5000.0, "total_steps": 3})
+    p.event({"event": "step", "step": 1, "total_steps": 3, "loss": 1.0, "tokens_per_s": 4200.0})
+    lines = out.getvalue().splitlines()
+    assert "5000 tok/s" in lines[0] and "tok/s 4200 (predicted 5000)" in lines[1]

@@ -25,9 +25,10 @@ EPILOG = """examples:
   zerowizard run --headless --recipe internlm2_chat_7b_qlora_oasst1_e3 --deepspeed deepspeed_zero2
   zerowizard gpus --json
   zerowizard presets
+  zerowizard calibrate                              measure this machine for the time model (CPU runs)
 """
 
-COMMANDS = ("estimate", "validate", "gpus", "presets", "run")
+COMMANDS = ("estimate", "validate", "gpus", "presets", "run", "calibrate")
 
 
 def _plan_parser() -> argparse.ArgumentParser:
@@ -92,6 +93,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     gp.add_argument("--json", action="store_true")
     gp.add_argument("--catalog", action="store_true", help="list the GPU catalog used by --gpus NxNAME")
     sub.add_parser("presets", help="DeepSpeed presets, model cards and recipes")
+    cal = sub.add_parser(
+        "calibrate",
+        formatter_class=fmt,
+        help="measure this machine's CPU accelerator for the time model (about a minute)",
+        epilog="examples:\n  zerowizard calibrate\n  zerowizard calibrate --ranks 4 --json",
+    )
+    cal.add_argument("--ranks", type=int, metavar="N", help="ranks to measure with (default: a CPU run's, 2)")
+    cal.add_argument("--quick", action="store_true", help="fewer repeats")
+    cal.add_argument("--json", action="store_true", help="print the measurements as JSON")
     run = sub.add_parser(
         "run",
         parents=[common],
@@ -156,6 +166,10 @@ def _dispatch(args) -> int:
         from .commands import cmd_validate
 
         return cmd_validate(args)
+    if cmd == "calibrate":
+        from .commands import cmd_calibrate
+
+        return cmd_calibrate(args)
     if (
         cmd is None
         and getattr(args, "plan", None) is None

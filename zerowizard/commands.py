@@ -462,3 +462,32 @@ def cmd_presets() -> int:
         t.add_row(r["name"], r["command"])
     con.print(t)
     return 0
+
+
+def cmd_calibrate(args) -> int:
+    """Measure this machine's CPU accelerator and store it (zerowizard/runner/calibrate.py)."""
+    if args.ranks is not None and args.ranks < 1:
+        print("zerowizard: error: --ranks: use 1 or more", file=sys.stderr)
+        return 2
+    from .runner.calibrate import run_calibration
+
+    con = _console()
+    con.print("measuring matmuls, attention, a Llama's forward/backward, gloo, AdamW and DeepSpeed steps ...")
+    try:
+        bench, path = run_calibration(args.ranks, args.quick)
+    except (RuntimeError, OSError) as exc:
+        print(f"zerowizard: error: calibrate: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(bench, indent=2))
+        return 0
+    coll = bench.get("collectives", {}).get("all_reduce", {})
+    con.print(
+        f"per rank ({bench['ranks']} ranks x {bench['threads_per_rank']} threads): "
+        f"matmuls {bench['flops_per_rank'] / 1e9:.0f} GFLOP/s, attention {bench['attn_flops_per_rank'] / 1e9:.0f} "
+        f"GFLOP/s, AdamW {bench['adam_params_per_s'] / 1e6:.0f} M params/s; gloo all-reduce "
+        f"{coll.get('bytes_per_s', 0) / 1e9:.2f} GB/s + {coll.get('latency_s', 0) * 1e3:.2f} ms; DeepSpeed "
+        f"per module (ZeRO-3) {bench.get('module_s', 0) * 1e6:.0f} us"
+    )
+    con.print(f"stored in {path}; estimates on this machine now use it")
+    return 0

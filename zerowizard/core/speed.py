@@ -50,6 +50,7 @@ class StepTime:
     mfu: float | None
     source: str  # "formula" | "calibrated (N runs on this machine)" ...
     other_s: float = 0.0  # on-device optimizer step + per-step framework overhead
+    correction: float = 1.0  # measured / formula from earlier runs here (step_s / correction: the formula's)
 
     def as_dict(self) -> dict:
         return {
@@ -278,6 +279,7 @@ def step_time(job: Job, v: Variant, rates: Rates, correction: float = 1.0, sourc
         mfu=mfu,
         source=source or rates.source,
         other_s=other,
+        correction=k,
     )
 
 

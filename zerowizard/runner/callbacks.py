@@ -63,6 +63,8 @@ class EventsCallback(TrainerCallback):
             ds_config=str(self.workdir / "ds_config.json"),
             world_size=self.world,
             predicted_per_gpu_bytes=self.spec.get("predicted_per_gpu_bytes"),
+            predicted_step_s=self.spec.get("predicted_step_s"),
+            predicted_tokens_per_s=self.spec.get("predicted_tokens_per_s"),
             accelerator=self.spec["accelerator"],
             precision=self.spec["precision"],
             total_steps=state.max_steps,

@@ -40,12 +40,18 @@ def _gib(b) -> str:
     return "?" if b is None else f"{b / 2**30:.2f}"
 
 
-def describe(ev: dict) -> str:
-    """One plain line for an event."""
+def _vs(predicted: float | None) -> str:
+    return f" (predicted {predicted:.0f})" if predicted else ""
+
+
+def describe(ev: dict, predicted: float | None = None) -> str:
+    """One plain line for an event (``predicted``: the start event's tokens/s, shown beside a step's)."""
     kind = ev.get("event")
     if kind == "start":
         pred = ev.get("predicted_per_gpu_bytes")
         extra = f", predicted {_gib(pred)} GiB per device" if pred else ""
+        if ev.get("predicted_tokens_per_s"):
+            extra += f", {ev['predicted_tokens_per_s']:.0f} tok/s"
         resumed = f", resumed from {ev['resumed_from']}" if ev.get("resumed_from") else ""
         return (
             f"start: world size {ev.get('world_size')}, {ev.get('accelerator')} "
@@ -59,7 +65,7 @@ def describe(ev: dict) -> str:
         return (
             f"step {ev['step']}/{ev['total_steps']} epoch {ev.get('epoch', 0):.2f} "
             f"loss {ev['loss']:.4f} lr {lr if lr is None else f'{lr:.2e}'} "
-            f"grad {gn if gn is None else f'{gn:.3f}'} tok/s {ev.get('tokens_per_s', 0):.0f} "
+            f"grad {gn if gn is None else f'{gn:.3f}'} tok/s {ev.get('tokens_per_s', 0):.0f}{_vs(predicted)} "
             f"eta {_fmt_s(ev.get('eta_s'))} mem GiB [{mem}]"
         )
     if kind == "checkpoint":
@@ -79,6 +85,7 @@ def describe(ev: dict) -> str:
 class PlainPrinter:
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
+        self.predicted = None  # tokens/s from the start event
 
     def notice(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
@@ -87,7 +94,9 @@ class PlainPrinter:
         print(f"[rank{rank}] {line}", file=self.stream, flush=True)
 
     def event(self, ev: dict) -> None:
-        print(describe(ev), file=self.stream, flush=True)
+        if ev.get("event") == "start":
+            self.predicted = ev.get("predicted_tokens_per_s")
+        print(describe(ev, self.predicted), file=self.stream, flush=True)
 
     def close(self) -> None:
         pass
@@ -106,7 +115,7 @@ class RichPrinter:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("loss [cyan]{task.fields[loss]}"),
-            TextColumn("{task.fields[tps]} tok/s"),
+            TextColumn("{task.fields[tps]} tok/s{task.fields[pred]}"),
             TextColumn("ETA {task.fields[eta]}"),
             console=self.console,
             transient=False,
@@ -129,6 +138,7 @@ class RichPrinter:
                 completed=ev.get("start_step") or 0,
                 loss="-",
                 tps="-",
+                pred=f" (predicted {ev['predicted_tokens_per_s']:.0f})" if ev.get("predicted_tokens_per_s") else "",
                 eta="?",
             )
             self.console.print(describe(ev), markup=False, highlight=False)

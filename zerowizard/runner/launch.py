@@ -113,7 +113,7 @@ def apply_run_options(plan, args):
 def run_headless(plan, args) -> int:
     """Check, prepare, launch, follow. Returns the exit status (2: plan errors, nothing started)."""
     from zerowizard.core.analysis import analyze
-    from zerowizard.runner import prepare
+    from zerowizard.runner import prepare, record
     from zerowizard.runner.headless import make_printer
 
     printer = make_printer()
@@ -171,6 +171,7 @@ def run_headless(plan, args) -> int:
         "accelerator": hw.accelerator,
         "resume_from": str(ckpt) if ckpt else None,
         "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None,
+        **record.predicted(analysis),
     }
     prepare.write_run_files(workdir, plan, analysis.ds.config, spec)
     env = dict(os.environ)
@@ -192,6 +193,7 @@ def run_headless(plan, args) -> int:
         printer.close()
     if rc == 0 and writes:  # one summary per job: rank 0's launcher (not every SLURM task / node)
         _summary(printer, workdir)
+        record.record(workdir, analysis, spec, printer)  # the measured step time calibrates later estimates
     return rc
 
 
