@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 from .dsrules import check_ds_config
 from .problems import Problem
-from .text import did_you_mean, fmt_cc, fmt_gib
+from .text import did_you_mean, fmt_gib
+from .zerocombos import precision_clashes, zero_clashes
 
 RULES = []
 
@@ -33,63 +34,34 @@ def qlora_zero3(ctx) -> Iterator[Problem]:
 
 
 @rule
-def offload_param_below_stage3(ctx):
-    if ctx.zero.offload_param != "none" and ctx.zero.stage < 3:
-        yield Problem(
-            "error",
-            "zero.offload_param",
-            f"parameter offload works only with ZeRO-3; at stage {ctx.zero.stage} DeepSpeed silently ignores it",
-            "use --stage 3, or --offload-param none",
-        )
-
-
-@rule
-def nvme_optimizer_below_stage3(ctx):
-    if ctx.zero.offload_optimizer == "nvme" and ctx.zero.stage < 3:
-        yield Problem(
-            "error",
-            "zero.offload_optimizer",
-            "NVMe optimizer offload (ZeRO-Infinity) works only with ZeRO-3",
-            "use --stage 3, or --offload-optimizer cpu",
-        )
-
-
-@rule
-def nvme_without_path(ctx):
-    if "nvme" in (ctx.zero.offload_optimizer, ctx.zero.offload_param) and not ctx.zero.nvme_path:
-        yield Problem(
-            "error",
-            "zero.nvme_path",
-            "NVMe offload needs a directory on a local NVMe drive",
-            "set zero.nvme_path (e.g. /local_nvme)",
-        )
-
-
-@rule
-def partial_offload_below_stage3(ctx):
-    if ctx.zero.optimizer_ratio < 1 and ctx.zero.stage < 3:
-        yield Problem(
-            "error",
-            "zero_optimization.offload_optimizer.ratio",
-            f"partial optimizer offload (ratio {ctx.zero.optimizer_ratio}) works only with ZeRO-3",
-            "use stage 3, or remove ratio from the JSON",
-        )
+def zero_combinations(ctx):
+    """Offload and ZeRO stage, on the plan merged with its base (:mod:`.zerocombos`)."""
+    z = ctx.zero
+    seen = set()
+    clashes = zero_clashes(
+        z.stage,
+        z.offload_optimizer,
+        z.offload_param,
+        nvme_paths={"offload_optimizer": z.nvme_path, "offload_param": z.nvme_path},
+        ratio=z.optimizer_ratio,
+    )
+    for c in clashes:
+        if c.plan_field not in seen:  # one folder for both sections: say it once
+            seen.add(c.plan_field)
+            yield Problem("error", c.plan_field, c.message, c.plan_fix)
 
 
 @rule
 def precision_vs_hardware(ctx):
-    hw, prec, cc = ctx.hardware, ctx.plan.precision, ctx.hardware.compute_capability
-    if prec == "bf16" and not hw.is_cpu and cc is not None and cc < (8, 0):
-        yield Problem(
-            "error",
-            "precision",
-            f"bf16 needs compute capability 8.0 (Ampere) or newer; {hw.name} is {fmt_cc(cc)}",
-            "use --precision fp16 (or auto, which picks fp16 here)",
-        )
-    if prec == "fp16" and hw.is_cpu:
-        yield Problem(
-            "error", "precision", "DeepSpeed's CPU accelerator does not support fp16", "use --precision bf16 (or auto)"
-        )
+    hw, prec = ctx.hardware, ctx.plan.precision
+    for c in precision_clashes(
+        bf16=prec == "bf16",
+        fp16=prec == "fp16",
+        compute_capability=hw.compute_capability,
+        is_cpu=hw.is_cpu,
+        device=hw.name,
+    ):
+        yield Problem("error", c.plan_field, c.message, c.plan_fix)
     if prec == "auto":
         yield Problem("info", "precision", f"auto chose {ctx.precision}: {ctx.precision_reason}", "")
 
@@ -127,7 +99,9 @@ def deepspeed_base(ctx):
         yield Problem("error", "deepspeed", ctx.base_error, "")
         return
     if ctx.base is not None:
-        for p in check_ds_config(ctx.base, world_size=None, where="deepspeed: "):
+        # Offload and precision combinations are judged on the merged plan (zero_combinations,
+        # precision_vs_hardware): a flag may have changed what the base says.
+        for p in check_ds_config(ctx.base, world_size=None, where="deepspeed: ", combinations=False):
             # Precision and batch fields are overridden by the plan; report only what survives.
             if p.field.split(": ", 1)[-1].split(".")[0] in (
                 "fp16",
