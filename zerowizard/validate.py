@@ -94,6 +94,7 @@ def _print_json_report(path: Path, problems: list[Problem], a: Analysis, verdict
         "kind": "deepspeed",
         "problems": [p.as_dict() for p in sort_problems(problems)],
         "overrides": _overrides(a),
+        "exported": a.ds.config if a.ds is not None else None,  # what --export writes (and is checked)
     }
     if verdict is not None:
         report["deepspeed_check"] = verdict.as_dict()

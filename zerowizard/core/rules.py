@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 from .dsrules import check_ds_config
 from .problems import Problem
-from .text import did_you_mean, fmt_gib
+from .text import did_you_mean, excerpt, fmt_gib
+from .validation import path_kind
 from .zerocombos import precision_clashes, zero_clashes
 
 RULES = []
@@ -222,6 +223,29 @@ def sequence_longer_than_model(ctx):
             f"{ctx.plan.batch.seq_len} tokens is longer than {spec.name}'s {limit}-token context",
             f"use --seq-len {limit} or less",
         )
+
+
+@rule
+def data_file(ctx):
+    """A local data file that cannot be read is found now, not after the ranks have started."""
+    path = ctx.plan.data.path
+    if not path:
+        return
+    kind = path_kind(path)
+    local = kind != "missing" or path.lower().endswith((".json", ".jsonl")) or path.startswith((".", "/", "~"))
+    if kind == "file" or not local:
+        return  # a readable file, or a hub dataset id
+    shown = excerpt(path, 120)
+    if kind == "missing":
+        yield Problem(
+            "warning",
+            "data.path",
+            f"no such file {shown} here; the run stops at start-up unless it exists where the job runs",
+            "check the path (a hub dataset id has no .json suffix)",
+        )
+    else:
+        why = kind[len("invalid: ") :] if kind.startswith("invalid") else f"is a {kind}, not a file"
+        yield Problem("error", "data.path", f"{shown} {why}", "give a JSON or JSONL file")
 
 
 @rule

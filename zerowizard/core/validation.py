@@ -91,8 +91,9 @@ def load_yaml(text: str, source: str) -> Any:
     values, and any later walk over it (an error message, a copy) would never end."""
     import yaml
 
-    loader = _bounded_loader()(text)
+    loader = None
     try:
+        loader = _bounded_loader()(text)  # the reader refuses some characters right away
         node = loader.get_single_node()
         if node is not None:
             size = _expanded_size(node, {})
@@ -113,7 +114,8 @@ def load_yaml(text: str, source: str) -> Any:
     except (ValueError, OverflowError) as exc:  # an integer of more than 4300 digits, a bad date
         raise InputError(f"{source}: {_number_error(exc)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _expanded_size(node: Any, memo: dict[int, int]) -> int:
@@ -340,6 +342,7 @@ MODEL_SIZES: dict[str, int] = {
     "vocab_size": 1 << 24,
     "max_position_embeddings": 1 << 28,
 }
+MODEL_NULLABLE = ("head_dim", "num_key_value_heads", "max_position_embeddings")  # null: derived or absent
 MODEL_FLAGS = ("tie_word_embeddings", "attention_bias", "bias")
 
 
@@ -364,9 +367,9 @@ def check_model_config(cfg: Any, source: str) -> dict:
 def _model_config_problems(cfg: dict, prefix: str) -> list[str]:
     problems = []
     for key, most in MODEL_SIZES.items():
-        value = cfg.get(key)
-        if value is None:
+        if key not in cfg or (cfg[key] is None and key in MODEL_NULLABLE):
             continue
+        value = cfg[key]
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             problem: str | None = f"expected a whole number, got {value!r} (write it without a decimal point)"
         else:
