@@ -18,19 +18,21 @@ from .harness import VALID_MODEL, Sandbox
 
 # -- text a user (or an attacker) types ------------------------------------------------------------
 
-NUMBER_TEXT = st.sampled_from(
+NUMBER_VALUES = (
     [
         "0", "1", "-1", "2", "8", "64", "4.0", "1.5", "1e3", "1e-300", "1e999", "-1e999", "nan", "NaN", "inf",
         "-inf", "Infinity", "0x10", "1_000", " 4 ", "٣", "9" * 5000, "1" + "0" * 40, "7B", "350M", "1.5e9",
     ]
 )  # fmt: skip
-HOSTILE_TEXT = st.sampled_from(
+NUMBER_TEXT = st.sampled_from(NUMBER_VALUES)
+HOSTILE_VALUES = (
     [
         "", " ", "--", "-", "-x", "\n", "a\nb", "x\r\ny", "$(touch pwned)", "`touch pwned`", "'\"", "a b",
         "[red]x[/]", "[/]", "[bold", "x" * 5000, "y" * 300, "é", "\u202e", "../../etc/passwd", "/dev/null",
         "/dev/zero", "fifo", "dir", "model", "ds.json", "plan.yaml", "%j", "#", "a,b", "~", ".", "..",
     ]
 )  # fmt: skip
+HOSTILE_TEXT = st.sampled_from(HOSTILE_VALUES)
 ANY_TEXT = st.one_of(NUMBER_TEXT, HOSTILE_TEXT, st.text(max_size=40))
 
 # -- numbers and values as parsed from YAML/JSON ----------------------------------------------------

@@ -8,6 +8,7 @@ A few hundred cases by default, the same every run (derandomized, so the fast ti
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from pathlib import Path
@@ -17,7 +18,18 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from .harness import Sandbox, assert_answered, clear_crashes, run_cli
-from .strategies import ANY_TEXT, HOSTILE_TEXT, command, ds_texts, model_configs, plan_flags, plan_texts
+from .strategies import (
+    ANY_TEXT,
+    HOSTILE_TEXT,
+    HOSTILE_VALUES,
+    NUMBER_VALUES,
+    VALID_FLAG_VALUES,
+    command,
+    ds_texts,
+    model_configs,
+    plan_flags,
+    plan_texts,
+)
 
 TESTS = 6
 BUDGET = int(os.environ.get("ZEROWIZARD_FUZZ_EXAMPLES", "300"))
@@ -197,3 +209,61 @@ def _check_script(text: str, script: Path, partition, time, account) -> None:
 @given(data=st.binary(max_size=300), name=st.sampled_from(["f.json", "f.yaml", "f.yml", "f", "f.txt"]))
 def test_any_file_to_validate(world, data, name):
     _case(world, ["validate", name], set(), {name: data})
+
+
+# -- exhaustive: every flag with every hostile text (random draws reach a pair only by luck) ----------
+
+
+@pytest.mark.parametrize("flag", sorted(VALID_FLAG_VALUES))
+def test_every_flag_with_every_hostile_value(world, flag):
+    crash_dir = world / "cache" / "crash"
+    box = Sandbox(world)
+    try:
+        for value in HOSTILE_VALUES + NUMBER_VALUES:
+            for argv in (["estimate", flag, value], ["--export", "out.json", f"{flag}={value}"]):
+                r = run_cli(argv, box.path)
+                assert_answered(r, crash_dir, argv)
+                box.check(r, {"out.json"}, argv)
+                (box.path / "out.json").unlink(missing_ok=True)
+                box.before = box.snapshot()
+    finally:
+        box.remove()
+        clear_crashes(crash_dir)
+
+
+def _fields():
+    import dataclasses
+
+    from zerowizard.core.plan import SECTIONS, Plan
+
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            yield section, f.name
+    for f in dataclasses.fields(Plan):
+        if f.name not in SECTIONS:
+            yield None, f.name
+
+
+@pytest.mark.parametrize("section, name", list(_fields()))
+def test_every_plan_field_with_every_hostile_value(tmp_path, monkeypatch, section, name):
+    """The core straight (no CLI): a plan field holding any hostile value is a PlanError or a plan
+    that analyze() and the export take without raising."""
+    import math
+
+    from zerowizard.core.analysis import analyze
+    from zerowizard.core.plan import PlanError, plan_from_dict
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fifo").mkdir()
+    odd = [0, -1, 10**30, 2**63, 1e300, math.nan, math.inf, True, None, [], {}, ["x"]]
+    values = [*HOSTILE_VALUES, *NUMBER_VALUES, *odd]
+    for value in values:
+        data = {name: value} if section is None else {section: {name: value}}
+        try:
+            plan = plan_from_dict(data)
+        except PlanError as exc:
+            assert all(len(e) < 400 for e in exc.errors), exc.errors
+            continue
+        a = analyze(plan)
+        if a.ds is not None and not a.errors:
+            json.dumps(a.ds.config, allow_nan=False)

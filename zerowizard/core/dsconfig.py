@@ -25,7 +25,7 @@ from typing import Any
 from .paths import PRESETS
 from .plan import PRESET_NAMES
 from .text import did_you_mean, excerpt
-from .validation import InputError, load_json, read_text
+from .validation import InputError, load_json, path_kind, read_text
 
 
 class DsConfigError(ValueError):
@@ -90,7 +90,7 @@ def preset_path(name: str) -> Path:
 def read_json(path: str | Path, field: str = "deepspeed") -> dict:
     """Read a JSON object, or raise DsConfigError naming the file, line and column."""
     path = Path(path)
-    if not path.exists():
+    if path_kind(path) == "missing":
         raise DsConfigError(
             f"{field}: no such file {excerpt(str(path), 120)}; give a preset name "
             f"({', '.join(PRESET_NAMES)}) or a path to a DeepSpeed JSON"
@@ -115,9 +115,9 @@ def load_base(ref: str) -> dict:
     except OSError:
         key = None
     if key is None or key not in _BASE_CACHE:
-        if not is_preset(ref) and not path.exists() and not ref.endswith(".json"):
+        if not is_preset(ref) and path_kind(path) == "missing" and not ref.endswith(".json"):
             fix = did_you_mean(ref, PRESET_NAMES)
-            raise DsConfigError(f"deepspeed: {ref!r} is neither a preset nor a file; {fix}")
+            raise DsConfigError(f"deepspeed: {excerpt(ref, 120)} is neither a preset nor a file; {fix}")
         data = read_json(path)
         if key is None:
             return data

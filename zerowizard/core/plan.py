@@ -392,6 +392,19 @@ def parse_count(text: str | int) -> int:
     return round(value)
 
 
+def field_problem(section: str | None, name: str, value: Any) -> str | None:
+    """Why ``value`` cannot go into the plan field ``section.name`` (None when it can): the same
+    kind, range and text checks a plan file gets. For editors that build plans with
+    :func:`update` (the TUI), which bypasses them."""
+    cls: Any = SECTIONS.get(section or "") or Plan
+    f = next((x for x in fields(cls) if x.name == name), None)
+    if f is None:
+        return f"unknown field {excerpt(name)}"
+    errors: list[str] = []
+    _coerce(value, f, name, errors)
+    return errors[0].split(": ", 1)[1] if errors else None
+
+
 def field_doc(section: str, name: str) -> str:
     """The docstring of one plan field (for --help and the TUI)."""
     cls = SECTIONS.get(section)

@@ -199,10 +199,17 @@ def number_problem(
     if integer and isinstance(value, float) and not value.is_integer():
         return f"expected a whole number, got {value}"
     if minimum is not None and value < minimum:
-        return f"{excerpt(value)} is below the minimum {minimum:g}"
+        return f"{excerpt(value)} is below the minimum {_bound(minimum)}"
     if maximum is not None and value > maximum:
-        return f"{excerpt(value)} is above the maximum {maximum:g}"
+        return f"{excerpt(value)} is above the maximum {_bound(maximum)}"
     return None
+
+
+def _bound(x: float) -> str:
+    """1 -> '1', 16777216 -> '16,777,216', 0.001 -> '0.001', 1e15 -> '1e+15'."""
+    if float(x).is_integer() and abs(x) < 1e12:
+        return f"{int(x):,}"
+    return f"{x:g}"
 
 
 def parse_number(
