@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -90,14 +91,16 @@ def _backup(target: Path) -> str | None:
     """A hard link to the file about to be replaced (None: nothing there, or no hard links here)."""
     if not target.exists():
         return None
-    name = os.path.join(target.parent, f".{target.name[:100]}.{os.getpid()}.bak")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(name)
-    try:
-        os.link(target, name)
-    except OSError:
-        return None
-    return name
+    for _ in range(8):  # a fresh name: os.link never replaces an existing file
+        name = os.path.join(target.parent, f".{target.name[:100]}.{secrets.token_hex(6)}.bak")
+        try:
+            os.link(target, name)
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links on this file system: the rename is still atomic, just not undoable
+            return None
+        return name
+    return None
 
 
 def write_all(outputs: Sequence[Output], what: str = "export") -> list[Path]:

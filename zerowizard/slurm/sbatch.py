@@ -17,6 +17,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from zerowizard import __version__
 from zerowizard.core.text import excerpt
@@ -226,7 +227,7 @@ class SbatchJob:
     """An sbatch export ready to write: its files, the analysis of the job's plan, the outputs."""
 
     files: SbatchFiles
-    analysis: object
+    analysis: Any  # zerowizard.core.analysis.Analysis (imported lazily)
     outputs: tuple
 
 
@@ -253,6 +254,7 @@ def prepare_sbatch(
     if a.errors:  # a path made absolute that no longer resolves: say so rather than write a bad job
         raise SbatchError(f"not written: {target}", a.errors)
     text = render(a, files, partition=partition, time=time, account=account, output_dir=job_plan.output)
+    assert a.ds is not None  # no errors: the base was read
     outputs = (
         Output(files.plan, dump_plan(job_plan)),
         Output(files.ds_config, json.dumps(a.ds.config, indent=2, allow_nan=False) + "\n"),
