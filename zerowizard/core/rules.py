@@ -6,7 +6,8 @@ runs them all and never raises. Errors block export and run; warnings and info o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .dsrules import check_ds_config
 from .problems import Problem
@@ -14,16 +15,20 @@ from .text import did_you_mean, excerpt, fmt_gib
 from .validation import path_kind
 from .zerocombos import precision_clashes, zero_clashes
 
-RULES = []
+if TYPE_CHECKING:
+    from .analysis import Analysis
+
+Rule = Callable[["Analysis"], Iterator[Problem]]
+RULES: list[Rule] = []
 
 
-def rule(fn):
+def rule(fn: Rule) -> Rule:
     RULES.append(fn)
     return fn
 
 
 @rule
-def qlora_zero3(ctx) -> Iterator[Problem]:
+def qlora_zero3(ctx: Analysis) -> Iterator[Problem]:
     if ctx.plan.method.type == "qlora" and ctx.zero.stage == 3:
         yield Problem(
             "error",
@@ -35,7 +40,7 @@ def qlora_zero3(ctx) -> Iterator[Problem]:
 
 
 @rule
-def zero_combinations(ctx):
+def zero_combinations(ctx: Analysis) -> Iterator[Problem]:
     """Offload and ZeRO stage, on the plan merged with its base (:mod:`.zerocombos`)."""
     z = ctx.zero
     seen = set()
@@ -53,7 +58,7 @@ def zero_combinations(ctx):
 
 
 @rule
-def precision_vs_hardware(ctx):
+def precision_vs_hardware(ctx: Analysis) -> Iterator[Problem]:
     hw, prec = ctx.hardware, ctx.plan.precision
     for c in precision_clashes(
         bf16=prec == "bf16",
@@ -68,7 +73,7 @@ def precision_vs_hardware(ctx):
 
 
 @rule
-def unknown_model(ctx):
+def unknown_model(ctx: Analysis) -> Iterator[Problem]:
     if ctx.model_error:
         yield Problem(
             "error",
@@ -79,7 +84,7 @@ def unknown_model(ctx):
 
 
 @rule
-def unknown_gpu(ctx):
+def unknown_gpu(ctx: Analysis) -> Iterator[Problem]:
     hw = ctx.hardware
     if hw.source == "catalog" and hw.memory_bytes <= 0:
         from .hardware import CATALOG
@@ -95,7 +100,7 @@ def unknown_gpu(ctx):
 
 
 @rule
-def deepspeed_base(ctx):
+def deepspeed_base(ctx: Analysis) -> Iterator[Problem]:
     if ctx.base_error:
         yield Problem("error", "deepspeed", ctx.base_error, "")
         return
@@ -120,7 +125,7 @@ def deepspeed_base(ctx):
 
 
 @rule
-def train_batch_size_in_base(ctx):
+def train_batch_size_in_base(ctx: Analysis) -> Iterator[Problem]:
     base = ctx.base or {}
     tb = base.get("train_batch_size")
     if isinstance(tb, int) and not isinstance(tb, bool):
@@ -138,7 +143,7 @@ def train_batch_size_in_base(ctx):
 
 
 @rule
-def lora_fields_with_full(ctx):
+def lora_fields_with_full(ctx: Analysis) -> Iterator[Problem]:
     m = ctx.plan.method
     if m.type == "full" and ctx.lora_fields_set:
         yield Problem(
@@ -150,7 +155,7 @@ def lora_fields_with_full(ctx):
 
 
 @rule
-def memory_fit(ctx):
+def memory_fit(ctx: Analysis) -> Iterator[Problem]:
     sel = ctx.selected
     if sel is None:
         return
@@ -181,7 +186,7 @@ def memory_fit(ctx):
         )
 
 
-def _fix_text(ctx) -> str:
+def _fix_text(ctx: Analysis) -> str:
     rec = ctx.recommended
     if rec is not None:
         v = rec.variant
@@ -192,7 +197,7 @@ def _fix_text(ctx) -> str:
 
 
 @rule
-def higher_stage_than_needed(ctx):
+def higher_stage_than_needed(ctx: Analysis) -> Iterator[Problem]:
     sel, rec = ctx.selected, ctx.recommended
     if sel is None or rec is None or not sel.fits:
         return
@@ -213,10 +218,10 @@ def higher_stage_than_needed(ctx):
 
 
 @rule
-def sequence_longer_than_model(ctx):
+def sequence_longer_than_model(ctx: Analysis) -> Iterator[Problem]:
     spec = ctx.model
     limit = spec.card.get("max_position_embeddings") if spec else None
-    if isinstance(limit, int) and ctx.plan.batch.seq_len > limit:
+    if spec is not None and isinstance(limit, int) and ctx.plan.batch.seq_len > limit:
         yield Problem(
             "warning",
             "batch.seq_len",
@@ -226,7 +231,7 @@ def sequence_longer_than_model(ctx):
 
 
 @rule
-def data_file(ctx):
+def data_file(ctx: Analysis) -> Iterator[Problem]:
     """A local data file that cannot be read is found now, not after the ranks have started."""
     path = ctx.plan.data.path
     if not path:
@@ -249,12 +254,12 @@ def data_file(ctx):
 
 
 @rule
-def hardware_notes(ctx):
+def hardware_notes(ctx: Analysis) -> Iterator[Problem]:
     for note in ctx.hardware.notes:
         yield Problem("info", "hardware.gpu", note, "")
 
 
-def check(ctx) -> list[Problem]:
+def check(ctx: Analysis) -> list[Problem]:
     """Run every rule on an analysis context; a failing rule becomes a problem, never an exception."""
     out: list[Problem] = []
     for fn in RULES:
