@@ -153,13 +153,24 @@ def _validate_plan(args: argparse.Namespace, path: Path) -> int:
                 con.print(f"[bold red]error  [/] {escape(e)}")
         return 2
     a = analyze(plan)
+    problems, verdict = list(a.problems), None
+    if args.deepspeed_check and a.ds is not None and not a.errors:
+        from .core.dsverdict import ask, verdict_problems
+
+        verdict = ask({"export": a.ds.config}, a.hardware.world_size)
+        problems += verdict_problems(verdict, {})[0]
     if args.json:
-        print(json.dumps({"file": str(path), "kind": "plan", "problems": [p.as_dict() for p in a.problems]}, indent=2))
+        report: dict[str, Any] = {"file": str(path), "kind": "plan", "problems": [p.as_dict() for p in problems]}
+        if verdict is not None:
+            report["deepspeed_check"] = verdict.as_dict()
+        print(json.dumps(report, indent=2))
     else:
         con.print(f"{path}: plan", markup=False)
         con.print(_header(a), markup=False)
-        print_problems(a.problems, con)
-    return 2 if a.errors else 0
+        print_problems(problems, con)
+        if verdict is not None and verdict.failure is None and not verdict.errors.get("export"):
+            con.print(f"DeepSpeed {verdict.version}'s own parser accepts the exported config", style="green")
+    return 2 if errors(problems) else 0
 
 
 def _j(v: Any) -> Any:

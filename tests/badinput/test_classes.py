@@ -505,3 +505,11 @@ def test_environment_numbers(monkeypatch):
     assert env_number("ZW_TEST_N", 3, integer=True) == 3
     monkeypatch.setenv("ZW_TEST_N", "4")
     assert env_number("ZW_TEST_N", 3, integer=True, minimum=1, maximum=8) == 4
+
+
+@pytest.mark.skipif(not HAS_DEEPSPEED, reason="DeepSpeed is not installed")
+def test_deepspeed_check_of_a_plan_parses_its_export(tmp_path, crash):
+    (tmp_path / "p.yaml").write_text("model: qwen2.5-0.5b\nhardware: {gpu: A100-80GB, gpus_per_node: 4}\n")
+    r = cli(["validate", "p.yaml", "--deepspeed-check", "--json"], tmp_path, crash)
+    report = json.loads(r.out)
+    assert r.code == 0 and report["deepspeed_check"]["ran"] and report["deepspeed_check"]["errors"] == {"export": []}
