@@ -37,10 +37,10 @@ def parse_network(text: str | float) -> float:
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([GT]?)(?:b|bit)?(?:ps|/s)?\s*", str(text), re.IGNORECASE)
         if not m:
-            raise ValueError(f"--network: {text!r} is not a bandwidth; use e.g. 400Gb, 100Gbps or 3.2Tb")
+            raise ValueError(f"{text!r} is not a bandwidth; use e.g. 400Gb, 100Gbps or 3.2Tb")
         value = float(m.group(1)) * (1000.0 if m.group(2).upper() == "T" else 1.0)
     if not 0 < value <= 1e6:
-        raise ValueError(f"--network: {text!r} is out of range; use e.g. 100Gb to 3200Gb per node")
+        raise ValueError(f"{text!r} is out of range; use e.g. 100Gb to 3200Gb per node")
     return value
 
 
