@@ -9,8 +9,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from .core.analysis import Analysis, analyze, estimate_json
+from .core.memory import Variant
 from .core.plan import Plan
 from .core.problems import Problem, sort_problems
+from .core.speed import StepTime
 from .core.text import fmt_cc, gib_figure
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
@@ -132,7 +134,7 @@ def cmd_estimate(args: argparse.Namespace, plan: Plan) -> int:
     return 2 if a.errors else 0
 
 
-def _speed_table(a: Analysis, sel, rec):
+def _speed_table(a: Analysis, sel: Variant | None, rec: Variant | None) -> Any:
     """Per variant: the predicted optimizer step, tokens/s per GPU, the slowdown and where time goes."""
     from rich import box
     from rich.table import Table
@@ -155,7 +157,7 @@ def _speed_table(a: Analysis, sel, rec):
             else f"{v.offload_optimizer.replace('none', '-')}/{v.offload_param.replace('none', '-')}"
         )
 
-        def share(x: float, tm=tm) -> str:
+        def share(x: float, tm: StepTime = tm) -> str:
             return f"{x / tm.step_s:.0%}" if tm.step_s > 0 else "-"
 
         t.add_row(
@@ -234,6 +236,7 @@ def cmd_gpus(args) -> int:
                                 "memory_bytes": g.memory_bytes,
                                 "free_bytes": g.free_bytes,
                                 "compute_capability": fmt_cc(g.compute_capability),
+                                "catalog": _catalog_name(g),
                             }
                             for g in det.gpus
                         ],
@@ -249,7 +252,7 @@ def cmd_gpus(args) -> int:
         con.print(f"host RAM {gib_figure(host_ram_bytes())} GiB; NVIDIA driver {det.driver or '-'}")
         if det.gpus:
             t = Table()
-            for c in ("index", "name", "memory GiB", "free GiB", "compute capability"):
+            for c in ("index", "name", "memory GiB", "free GiB", "compute capability", "catalog"):
                 t.add_column(c)
             for g in det.gpus:
                 t.add_row(
@@ -258,6 +261,7 @@ def cmd_gpus(args) -> int:
                     gib_figure(g.memory_bytes),
                     gib_figure(g.free_bytes),
                     fmt_cc(g.compute_capability),
+                    _catalog_name(g) or "- (not in the catalog)",
                 )
             con.print(t)
             return 0
@@ -268,21 +272,29 @@ def cmd_gpus(args) -> int:
     t = Table()
     for c in ("name", "memory GiB", "cc", "bf16", "TFLOPS", "memory GB/s", "link", "link GB/s", "PCIe"):
         t.add_column(c, justify="left" if c in ("name", "bf16", "link") else "right")
-    for g in CATALOG.values():
+    for m in CATALOG.values():
         t.add_row(
-            g.name,
-            gib_figure(g.memory_bytes),
-            fmt_cc(g.compute_capability),
-            "yes" if g.compute_capability >= (8, 0) else "no (fp16)",
-            f"{g.bf16_tflops or g.fp16_tflops:g}",
-            f"{g.memory_gbs:g}",
-            g.interconnect,
-            f"{g.link_gbs:g}",
-            f"gen{g.pcie_gen}",
+            m.name,
+            gib_figure(m.memory_bytes),
+            fmt_cc(m.compute_capability),
+            "yes" if m.compute_capability >= (8, 0) else "no (fp16)",
+            f"{m.bf16_tflops or m.fp16_tflops:g}",
+            f"{m.memory_gbs:g}",
+            m.interconnect,
+            f"{m.link_gbs:g}",
+            f"gen{m.pcie_gen}",
         )
     con.print(t)
     con.print("TFLOPS: dense bf16 (fp16 where there is no bf16) tensor peak; link GB/s: per GPU per direction")
     return 0
+
+
+def _catalog_name(g: Any) -> str | None:
+    """The catalog entry NVML's name resolves to (what the time model uses for this card)."""
+    from .core.hardware import match_nvml
+
+    m = match_nvml(g.name, g.memory_bytes)
+    return m.name if m else None
 
 
 def cmd_presets() -> int:
@@ -325,7 +337,7 @@ def cmd_presets() -> int:
     return 0
 
 
-def cmd_calibrate(args) -> int:
+def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure this machine's CPU accelerator and store it (zerowizard/runner/calibrate.py)."""
     if args.ranks is not None and args.ranks < 1:
         print("zerowizard: error: --ranks: use 1 or more", file=sys.stderr)

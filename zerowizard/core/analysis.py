@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from . import calibration, dsconfig, eta, memory, rules, speed
 from .flops import activation_elements, flops_per_token, gathered_params
-from .hardware import Hardware, resolve_hardware
+from .hardware import Detection, Hardware, resolve_hardware
 from .modelspec import ModelNotFound, ModelSpec, resolve_model
 from .plan import MethodSection, Plan
 from .problems import Problem, errors, sort_problems
@@ -152,7 +152,7 @@ def workload_for(
     )
 
 
-def analyze(plan: Plan, *, detection=None) -> Analysis:
+def analyze(plan: Plan, *, detection: Detection | None = None) -> Analysis:
     """Everything about a plan. Never raises for bad input: problems carry it."""
     hw = resolve_hardware(plan.hardware, detection)
     precision, why = resolve_precision(plan.precision, hw)
@@ -275,7 +275,9 @@ def _fits_with_margin(e: memory.VariantEstimate, hw: Hardware) -> bool:
     return hw.memory_bytes <= 0 or e.per_gpu.total <= (1 - MEMORY_MARGIN) * hw.memory_bytes
 
 
-def fastest_fitting(estimates, times: dict, hw: Hardware, allow_nvme: bool) -> memory.VariantEstimate | None:
+def fastest_fitting(
+    estimates: tuple[memory.VariantEstimate, ...], times: dict, hw: Hardware, allow_nvme: bool
+) -> memory.VariantEstimate | None:
     """The variant that fits with the least step time; a margin of memory preferred, and step times
     within TIE of the best broken by the guide's order (the lowest stage that fits first)."""
     ok = [

@@ -108,7 +108,8 @@ def _read(path: Path, device: str, machine: str) -> Calibration | None:
         return None
     if not isinstance(data, dict) or data.get("version") != VERSION:
         return None
-    bench = data.get("bench") if isinstance(data.get("bench"), dict) else {}
+    raw = data.get("bench")
+    bench: dict = raw if isinstance(raw, dict) else {}
     runs = tuple(r for r in data.get("runs") or () if isinstance(r, dict))
     return Calibration(machine=machine, device=device, bench=bench, runs=runs)
 

@@ -12,12 +12,13 @@ import contextlib
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from .gpus import GENERIC, GpuModel, catalog, find_gpu, generic_memory, match_nvml
 from .text import GIB, did_you_mean
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> dict[str, GpuModel]:
     """``CATALOG`` is read from presets/hardware/gpus.yaml on first use (see :mod:`.gpus`)."""
     if name == "CATALOG":
         return catalog()
@@ -219,7 +220,7 @@ def cached_detection() -> Detection:
     return _DETECTION_CACHE[0]
 
 
-def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
+def resolve_hardware(hw: Any, detection: Detection | None = None) -> Hardware:
     """Turn a plan's hardware section into concrete figures.
 
     ``hw`` is a :class:`zerowizard.core.plan.HardwareSection`.
@@ -272,7 +273,7 @@ def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
             **_without_gpu(_host_facts(hw, here=True)),
         )
     # Planning for a machine you are not on: this machine's RAM says nothing about its host.
-    host = int(hw.host_ram_gb * GIB) if hw.host_ram_gb else None
+    remote_host = int(hw.host_ram_gb * GIB) if hw.host_ram_gb else None
     model = find_gpu(gpu)
     generic = generic_memory(gpu) if model is None else None
     if generic is not None:  # --gpus 4x24GB: capacity only, compute and links assumed
@@ -282,7 +283,7 @@ def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
             compute_capability=cc or GENERIC.compute_capability,
             gpus_per_node=hw.gpus_per_node or 1,
             nodes=hw.nodes,
-            host_ram_bytes=host,
+            host_ram_bytes=remote_host,
             accelerator="cuda",
             source="generic",
             notes=(
@@ -299,7 +300,7 @@ def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
             compute_capability=cc,
             gpus_per_node=hw.gpus_per_node or 1,
             nodes=hw.nodes,
-            host_ram_bytes=host,
+            host_ram_bytes=remote_host,
             accelerator="cuda",
             source="catalog",
             notes=tuple(notes),
@@ -311,7 +312,7 @@ def resolve_hardware(hw, detection: Detection | None = None) -> Hardware:
         compute_capability=cc or model.compute_capability,
         gpus_per_node=hw.gpus_per_node or 1,
         nodes=hw.nodes,
-        host_ram_bytes=host,
+        host_ram_bytes=remote_host,
         accelerator="cuda",
         source="catalog",
         notes=tuple(notes),

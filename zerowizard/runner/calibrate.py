@@ -30,7 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 # (hidden, mlp width, layers, heads, kv heads, vocab): small to mid Llamas, so the per-element,
 # per-layer and per-micro-step times separate
@@ -134,7 +137,7 @@ def measure_attention(dtype, barrier, repeats: int) -> float:
     return flops / seconds
 
 
-def measure_models(dtype, barrier, repeats: int) -> list[tuple[object, float]]:
+def measure_models(dtype, barrier, repeats: int) -> list[tuple[Any, float]]:
     """(spec, seconds) of a transformers Llama's forward + backward per shape."""
     import torch
 
@@ -153,7 +156,7 @@ def measure_models(dtype, barrier, repeats: int) -> list[tuple[object, float]]:
     return rows
 
 
-def fit_models(rows: list[tuple[object, float]], mm: float, attn: float) -> dict:
+def fit_models(rows: list[tuple[Any, float]], mm: float, attn: float) -> dict:
     """What the matmuls and attention leave of each model's time, fitted to
     ``elements x per_element + layers x per_layer + per_micro`` (least squares, non-negative)."""
     import numpy as np
@@ -175,7 +178,7 @@ def fit_models(rows: list[tuple[object, float]], mm: float, attn: float) -> dict
         if (coef >= 0).all():
             break
         keep.pop(int(np.argmin(coef)))
-    out = dict.fromkeys(names, 0.0)
+    out: dict[str, Any] = dict.fromkeys(names, 0.0)
     for i, c in zip(keep, coef if keep else []):
         out[names[i]] = float(c)
     out["residual_s"] = [round(float(r), 4) for r in (b - a[:, keep] @ coef if keep else b)]
@@ -192,17 +195,18 @@ def measure_collectives(world: int, barrier, repeats: int) -> dict:
         for size in COLL_SIZES:
             numel = size // 2
             x = torch.ones(numel, dtype=torch.bfloat16)
+            fn: Callable[[], object]
             if op == "all_reduce":
-                fn = lambda x=x: dist.all_reduce(x)  # noqa: E731
+                fn = partial(dist.all_reduce, x)
             elif op == "reduce":
-                fn = lambda x=x: dist.reduce(x, 0)  # noqa: E731
+                fn = partial(dist.reduce, x, 0)
             elif op == "all_gather":
                 full = torch.empty(numel * world, dtype=x.dtype)
-                fn = lambda x=x, full=full: dist.all_gather_into_tensor(full, x)  # noqa: E731
+                fn = partial(dist.all_gather_into_tensor, full, x)
                 size = numel * world * 2  # the gathered (unpartitioned) tensor, as the model counts it
             else:
                 part = torch.empty(max(1, numel // world), dtype=x.dtype)
-                fn = lambda x=x, part=part: dist.reduce_scatter_tensor(part, x)  # noqa: E731
+                fn = partial(dist.reduce_scatter_tensor, part, x)
             try:
                 fn()
             except (RuntimeError, ValueError):
@@ -289,7 +293,9 @@ def measure_engines(model_dir: Path, world: int, barrier, repeats: int) -> dict:
     out = {}
     for stage in ENGINE_STAGES:
         model, _ = _llama(ENGINE_MODEL, torch.bfloat16)
-        config = analyze(engine_plan(model_dir, stage, world)).ds.config
+        build = analyze(engine_plan(model_dir, stage, world)).ds
+        assert build is not None, "the engine plan names a preset"
+        config = build.config
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
         engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=config)
         ids = torch.randint(0, ENGINE_MODEL[5], (BATCH, SEQ))
@@ -318,6 +324,7 @@ def fit_engines(bench: dict, engines: dict, model_dir: Path, world: int) -> dict
     pred, jobs = {}, {}
     for stage in ENGINE_STAGES:
         a = analyze(engine_plan(model_dir, stage, world))
+        assert a.model is not None and a.ds is not None, a.model_error or a.base_error
         rates = cpu_rates(a.hardware, "bf16", Calibration("here", "cpu", bare))
         jobs[stage] = job_for(a.plan, a.model, a.hardware, "bf16", a.zero, a.ds.config)
         pred[stage] = speed.step_time(jobs[stage], Variant(stage), rates).step_s
