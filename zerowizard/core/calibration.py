@@ -20,11 +20,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +40,15 @@ def store_dir() -> Path:
     return root / "calibration"
 
 
+@lru_cache(maxsize=1)
 def machine_name() -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname() or "localhost")[:64]
+    try:
+        host = os.uname().nodename  # no socket import on the estimate path
+    except AttributeError:  # not POSIX
+        import socket
+
+        host = socket.gethostname()
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", host or "localhost")[:64]
 
 
 def device_key(hw: Any) -> str:
@@ -75,7 +80,10 @@ class Calibration:
         ]
         if not ratios:
             return 1.0, 0
-        return statistics.median(ratios), len(ratios)
+        ratios.sort()
+        mid = len(ratios) // 2
+        median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+        return median, len(ratios)
 
 
 def _positive(x: object) -> bool:
@@ -115,6 +123,8 @@ def _read(path: Path, device: str, machine: str) -> Calibration | None:
 
 
 def _write(path: Path, data: dict) -> None:
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
