@@ -354,3 +354,14 @@ def test_headless_shows_predicted_beside_measured_tokens_per_second():
     p.event({"event": "step", "step": 1, "total_steps": 3, "loss": 1.0, "tokens_per_s": 4200.0})
     lines = out.getvalue().splitlines()
     assert "5000 tok/s" in lines[0] and "tok/s 4200 (predicted 5000)" in lines[1]
+
+
+def test_gpus_catalog_lists_the_time_models_figures(zw):
+    r = zw("gpus", "--catalog", "--json")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert len(rows) >= 30
+    h100 = next(g for g in rows if g["name"] == "H100-80GB")
+    assert h100["bf16_tflops"] == 989 and h100["interconnect"] == "nvlink4" and "NVIDIA H100 80GB HBM3" in h100["nvml"]
+    table = zw("gpus", "--catalog")
+    assert table.returncode == 0 and "nvlink4" in table.stdout and "TFLOPS" in table.stdout

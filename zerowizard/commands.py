@@ -189,7 +189,8 @@ def _speed_line(a: Analysis) -> str:
         line += "; assumed: " + ", ".join(a.hardware.assumed)
     if a.eta_s is not None and a.total_steps:
         hours = f" ({a.gpu_hours:,.1f} GPU-hours)" if a.gpu_hours is not None else ""
-        line += f"\nETA {fmt_seconds(a.eta_s)} for {a.total_steps:,} optimizer steps{hours}"
+        steps = f"{a.total_steps:,} optimizer step{'s' if a.total_steps != 1 else ''}"
+        line += f"\nETA {fmt_seconds(a.eta_s)} for {steps}{hours}"
     return line
 
 
