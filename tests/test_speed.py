@@ -365,3 +365,25 @@ def test_gpus_catalog_lists_the_time_models_figures(zw):
     assert h100["bf16_tflops"] == 989 and h100["interconnect"] == "nvlink4" and "NVIDIA H100 80GB HBM3" in h100["nvml"]
     table = zw("gpus", "--catalog")
     assert table.returncode == 0 and "nvlink4" in table.stdout and "TFLOPS" in table.stdout
+
+
+def test_calibration_recovers_deepspeeds_own_overheads(tmp_path):
+    """fit_engines: what real engines take beyond the model's prediction becomes per-step, per-hook
+    and per-module time (here from engine times built with known overheads)."""
+    from zerowizard.core.analysis import job_for
+    from zerowizard.core.calibration import Calibration
+    from zerowizard.core.rates import cpu_rates
+    from zerowizard.runner import calibrate
+
+    model_dir = calibrate.write_model_dir(tmp_path)
+    bench = {"flops_per_rank": 1e11, "attn_flops_per_rank": 1e10, "elem_s": 1e-9, "layer_s": 1e-3, "micro_s": 1e-2}
+    truth = {"step_s": 0.02, "hook_s": 3e-5, "module_s": 2e-4}
+    engines = {}
+    for stage in calibrate.ENGINE_STAGES:
+        a = analyze(calibrate.engine_plan(model_dir, stage, 2))
+        job = job_for(a.plan, a.model, a.hardware, "bf16", a.zero, a.ds.config)
+        rates = cpu_rates(a.hardware, "bf16", Calibration("m", "cpu", {**bench, **truth}))
+        engines[str(stage)] = speed.step_time(job, Variant(stage), rates).step_s
+    got = calibrate.fit_engines(bench, engines, model_dir, 2)
+    for key, value in truth.items():
+        assert got[key] == pytest.approx(value, rel=1e-3), key
