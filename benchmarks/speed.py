@@ -215,6 +215,23 @@ def model_cost() -> None:
     print(f"time model: {per_variant * 1e6:.1f} us per variant; analyze() with 9 variants: {whole * 1e3:.2f} ms")
 
 
+def markdown(path: Path) -> None:
+    """The docs' table from a --json file of an earlier run."""
+    data = json.loads(path.read_text())
+    print("| size | variant | predicted s | measured s (CPU) | ratio | wall s | compute / comm / offload / other |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for r in data["rows"]:
+        parts = f"{r['compute_s']:.3f} / {r['comm_s']:.3f} / {r['offload_s']:.3f} / {r['other_s']:.3f}"
+        ratio = r["predicted_s"] / r["measured_cpu_s"]
+        print(
+            f"| {r['size']} | {r['variant']} | {r['predicted_s']:.3f} | {r['measured_cpu_s']:.3f} | {ratio:.2f} "
+            f"| {r['measured_wall_s']:.2f} | {parts} |"
+        )
+    for v in data["rankings"]:
+        verdict = "right" if v["right"] else "WRONG"
+        print(f"\nranking {v['size']}: {verdict}; measured fastest first: {', '.join(v['measured'])}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--worker", nargs=2, type=Path, help=argparse.SUPPRESS)
@@ -225,12 +242,16 @@ def main() -> int:
     ap.add_argument("--calibrate", action="store_true", help="run `zerowizard calibrate` first")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--cost", action="store_true", help="only measure the time model's own cost")
+    ap.add_argument("--markdown", type=Path, metavar="JSON", help="print the docs' table from a --json file")
     args = ap.parse_args()
     if args.worker:
         worker(*args.worker)
         return 0
     if args.cost:
         model_cost()
+        return 0
+    if args.markdown:
+        markdown(args.markdown)
         return 0
     if args.calibrate:
         from zerowizard.runner.calibrate import run_calibration
