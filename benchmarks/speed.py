@@ -291,15 +291,15 @@ def main() -> int:
     for size, ok, po, mo in verdicts:
         print(f"ranking {size}: {'right' if ok else 'WRONG'}\n  predicted {po}\n  measured  {mo}")
     if args.json:
-        args.json.write_text(
-            json.dumps(
-                [
-                    {"size": s, "variant": k, "predicted_s": p, "measured_cpu_s": m, "measured_wall_s": w}
-                    for s, k, p, m, w, _ in rows
-                ],
-                indent=1,
-            )
-        )
+        out = {
+            "rows": [
+                {"size": s, "variant": k, "predicted_s": p, "measured_cpu_s": m, "measured_wall_s": w, **pr}
+                for s, k, p, m, w, pr in rows
+            ],
+            "steps": per_step,
+            "rankings": [{"size": s, "right": ok, "predicted": po, "measured": mo} for s, ok, po, mo in verdicts],
+        }
+        args.json.write_text(json.dumps(out, indent=1))
     return 0
 
 
