@@ -218,7 +218,8 @@ def _offload(job: Job, v: Variant, rates: Rates) -> float:
     tp = job.trainable_params / n
     s = 0.0
     if v.offload_optimizer != "none":
-        s += a * 4 * tp / rates.host_bps  # fp32 gradient partition to the host (accumulated there)
+        copies = a if v.stage >= 2 else 1  # ZeRO-1 reduces (and so copies) at the boundary only
+        s += copies * 4 * tp / rates.host_bps  # fp32 gradient partition to the host (accumulated there)
         s += tp / rates.adam_params_per_s  # the optimizer on the host's cores
         s += wb * tp / rates.host_bps  # the updated 16-bit partition back
         if v.offload_optimizer == "nvme":  # optimizer states swapped in and out (ZeRO-Infinity)
