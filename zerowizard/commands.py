@@ -345,7 +345,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return 2
     from .runner.calibrate import run_calibration
 
-    con = _console()
+    con = _console(stderr=args.json)  # --json: stdout is the JSON alone
     con.print("measuring matmuls, attention, a Llama's forward/backward, gloo, AdamW and DeepSpeed steps ...")
     try:
         bench, path = run_calibration(args.ranks, args.quick)

@@ -414,10 +414,14 @@ def run_calibration(ranks: int | None = None, quick: bool = False) -> tuple[dict
             cmd = [sys.executable, "-m", "zerowizard.runner.calibrate", "--worker", "--out", str(out)]
             if quick:
                 cmd.append("--quick")
-            procs.append(subprocess.Popen(cmd, env=env))
-        codes = [p.wait() for p in procs]
+            log = open(Path(tmp) / f"rank{rank}.log", "w")  # noqa: SIM115 - closed below
+            procs.append((subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+        codes = [p.wait() for p, _ in procs]
+        for _, log in procs:
+            log.close()
         if any(codes) or not out.is_file():
-            raise RuntimeError(f"calibration ranks exited with {codes}")
+            tail = (Path(tmp) / "rank0.log").read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"calibration ranks exited with {codes}; rank 0's log ends:\n{tail}")
         bench = json.loads(out.read_text())
     return bench, save_bench("cpu", bench)
 
