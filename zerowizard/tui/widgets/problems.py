@@ -1,9 +1,12 @@
-"""The rules' verdict: every error, warning and note with its fix."""
+"""The rules' verdict: every error, warning and note with its fix, worded for the app (the form's
+field names, not the command line's flags: see :mod:`zerowizard.tui.labels`)."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import Static
+
+from ..labels import app_text, label
 
 ICONS = {"error": ("✖ ", "bold #ff6b6b"), "warning": ("▲ ", "bold #e5c07b"), "info": ("● ", "#56b6c2")}
 
@@ -18,12 +21,12 @@ def render_problems(problems) -> Text:
         if i:
             out.append("\n")
         out.append(icon, style)
-        out.append(p.field, style)
+        out.append(label(p.field), style)
         out.append(": ")
-        out.append(p.message)
+        out.append(app_text(p.message))
         if p.fix:
             out.append("\n  → ", "dim")
-            out.append(p.fix, "italic")
+            out.append(app_text(p.fix), "italic")
     return out
 
 

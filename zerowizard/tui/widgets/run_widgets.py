@@ -9,11 +9,19 @@ from textual_plotext import PlotextPlot
 
 from .memory_bars import gib
 
+# what the runner's ``memory_kind`` means ("gpu": torch.cuda.max_memory_allocated per rank)
+KINDS = {
+    "rss": "RSS per rank (CPU)",
+    "gpu": "GPU peak allocated per rank",
+    "cuda_max_allocated": "GPU peak allocated per rank",
+}
+
 
 class DeviceMemory(Widget):
-    """One bar per rank: measured memory (CUDA peak allocated, or RSS on the CPU) vs predicted."""
+    """One bar per rank: measured memory (GPU peak allocated, or RSS on the CPU) vs predicted."""
 
     memory = reactive(tuple, layout=True)  # bytes per rank (None: not reported yet)
+    peak = reactive(tuple)  # the per-rank peak so far, where the runner reports one
     predicted = reactive(None)
     kind = reactive("")
 
@@ -21,7 +29,7 @@ class DeviceMemory(Widget):
         return 1 + max(1, len(self.memory)) + 1
 
     def render(self) -> Text:
-        kind = {"rss": "RSS per rank (CPU)", "cuda_max_allocated": "CUDA peak allocated"}.get(self.kind, "per device")
+        kind = KINDS.get(self.kind, self.kind or "per device")
         out = Text()
         out.append("Memory ", "bold")
         out.append(kind + "\n", "dim")
