@@ -111,7 +111,7 @@ async def repaint(changes: int) -> tuple[list[float], list[float], dict]:
                 return display(screen, renderable)
 
             app._display = timed_display
-            box = app.plan_screen.query_one("#hardware-gpus_per_node Input", Input)
+            box = app.plan_screen.query_one("#f-hardware-gpus_per_node", Input)
             box.focus()
             await pilot.pause()
             box.action_end()  # focusing selected the text: put the cursor after it, as a person would

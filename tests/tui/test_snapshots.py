@@ -14,7 +14,7 @@ SIZES = [(80, 24), (120, 36), (200, 60)]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
-@pytest.mark.parametrize("name", ["plan", "blocked", "json", "run"])
+@pytest.mark.parametrize("name", ["plan", "blocked", "json", "run", "help"])
 def test_screen_snapshot(snap_compare, name, size):
     factory, before = SCENES[name]
     assert snap_compare(factory(), terminal_size=size, run_before=before)

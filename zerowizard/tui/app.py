@@ -44,11 +44,11 @@ class ZeroWizardApp(App):
     # ---- help and the palette -----------------------------------------------------------
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "help_key":
-            # "?" is text in a path box, a dialog or the search of a picker: it types there
-            focused = self.focused
+            # "?" is text in a path box, a dialog or a picker's search: it types there (a number
+            # box lets it through: see NumberField.check_consume_key)
             from .widgets.fields import NumberField
 
-            if isinstance(focused, Input) and not isinstance(focused, NumberField):
+            if isinstance(self.focused, Input) and not isinstance(self.focused, NumberField):
                 return False
         return True
 

@@ -1,13 +1,14 @@
 """Pick one of a list, with a search box where the list is long (the model catalog, the GPUs).
 
 Typing filters the list (every word must appear in the name or its description: "qwen moe",
-"70b"); enter picks the highlighted row. Where a field also takes free text (a model directory or
-hub id, a DeepSpeed JSON path), the typed text is offered as the first row. Dismisses with
+"70b"), best matches first; enter picks the highlighted row. Where a field also takes free text (a model directory or
+hub id, a DeepSpeed JSON path), the typed text is offered too, after the matches. Dismisses with
 ``(value,)``, or None when cancelled (a value may itself be None: "from base").
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.text import Text
@@ -22,10 +23,21 @@ from textual.widgets.option_list import Option
 FREE = object()  # the option id of the typed text
 
 
-def matches(query: str, *texts: str) -> bool:
-    """Every word of ``query`` appears in one of ``texts`` (case-insensitive)."""
-    hay = " ".join(texts).lower()
-    return all(word in hay for word in query.lower().split())
+def _tokens(text: str) -> set[str]:
+    return set(re.split(r"[\s\-_./·,()]+", text.lower()))
+
+
+def score(query: str, label: str, desc: str = "") -> int:
+    """0 unless every word of ``query`` appears in the label or the description (any case); more
+    where a word is a whole part of the label ('7b' is all of qwen2.5-7b's size, a part of -72b's)."""
+    hay = f"{label} {desc}".lower()
+    in_label, in_desc = _tokens(label), _tokens(desc)
+    total = 1
+    for word in query.lower().split():
+        if word not in hay:
+            return 0
+        total += 3 if word in in_label else 2 if word in in_desc else 1
+    return total
 
 
 class Picker(ModalScreen[tuple[Any] | None]):
@@ -72,16 +84,19 @@ class Picker(ModalScreen[tuple[Any] | None]):
         self.shown = []
         options = []
         text = query.strip()
+        scores = [score(text, label, desc) if text else 1 for label, _, desc in self.rows]
+        order = sorted((i for i, sc in enumerate(scores) if sc), key=lambda i: -scores[i])  # stable
+        for i in order:
+            label, value, desc = self.rows[i]
+            line = Text(label, "bold" if value == self.current else "")
+            if desc:
+                line.append(f"  {desc}", "dim")
+            options.append(Option(line))
+            self.shown.append(value)
         if self.free and text and not any(text == label for label, _, _ in self.rows):
+            # the typed text as a value of its own: after the matches (enter picks the best match)
             options.append(Option(Text.assemble(("use ", "dim"), (text, "bold"), (f"  ({self.free})", "dim"))))
             self.shown.append(FREE)
-        for label, value, desc in self.rows:
-            if not text or matches(text, label, desc):
-                line = Text(label, "bold" if value == self.current else "")
-                if desc:
-                    line.append(f"  {desc}", "dim")
-                options.append(Option(line))
-                self.shown.append(value)
         ol.add_options(options)
         if options:
             current = next((i for i, v in enumerate(self.shown) if v is not FREE and v == self.current), None)

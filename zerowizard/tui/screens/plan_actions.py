@@ -67,6 +67,10 @@ class PlanActions(Screen):
         self.show_tabs()
         self.show_verdict()
 
+    def action_toggle_form(self) -> None:
+        """Collapse the form (the bars take the width); on a tiny terminal, switch form and bars."""
+        self.toggle_class("-form-open" if self.has_class("-tiny") else "-form-hidden")
+
     def action_use_recommended(self) -> None:
         a = self.analysis
         if a.recommended is not None:

@@ -40,7 +40,7 @@ from . import plan_actions, plan_texts
 class PlanScreen(plan_actions.PlanActions):
     """The form on the left; bars, the recommendation, problems / JSON and the actions right."""
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-normal"), (160, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-tiny"), (72, "-narrow"), (100, "-normal"), (160, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]
     BINDINGS = [
         Binding("ctrl+t", "export", "Export", tooltip="write the DeepSpeed JSON and the plan"),
@@ -50,6 +50,7 @@ class PlanScreen(plan_actions.PlanActions):
         Binding("ctrl+o", "load", "Load", tooltip="load a plan (YAML)"),
         Binding("f5", "probe", "Probe", tooltip="measure the candidates for a few real steps"),
         Binding("f6", "runs", "Runs", tooltip="past runs in ./work_dirs: view, resume"),
+        Binding("f4", "toggle_form", "Form", tooltip="hide or show the form (below 72 columns: form or bars)"),
         Binding("f2", "show_tab('problems')", "Problems", show=False),
         Binding("f3", "show_tab('json')", "JSON", show=False),
     ]

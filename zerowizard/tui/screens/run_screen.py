@@ -214,13 +214,11 @@ class RunScreen(Screen):
             dev = self.query_one("#devmem", DeviceMemory)
             dev.kind = ev.get("memory_kind", "")
             dev.memory = tuple(ev.get("memory_bytes") or ())
-            if ev.get("peak_memory_bytes"):
-                dev.peak = tuple(ev["peak_memory_bytes"])
-        elif kind == "end":
-            if ev.get("status") == "completed" and ev.get("total_steps"):
-                bar.update(total=ev["total_steps"], progress=ev.get("step") or ev["total_steps"])
-        elif kind == "checkpoint" and self.replay is None:
-            self.log_line(f"[checkpoint] step {ev.get('step')}: {ev.get('path')}")
+            if ev.get("peak_bytes_per_rank"):
+                dev.peak_kind = ev.get("peak_kind", "")
+                dev.peak = tuple(ev["peak_bytes_per_rank"])
+        elif kind == "end" and ev.get("status") == "completed" and ev.get("total_steps"):
+            bar.update(total=ev["total_steps"], progress=ev.get("step") or ev["total_steps"])
         self.show_status()
 
     def settle_progress(self) -> None:

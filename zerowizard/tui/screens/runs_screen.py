@@ -57,6 +57,8 @@ class RunsScreen(Screen):
             line.append(f" · checkpoint {r.checkpoint}" if r.checkpoint is not None else " · no checkpoint", "dim")
             line.append(f" · {r.when}", "dim")
             ol.add_option(Option(line))
+        if self.runs:
+            ol.highlighted = 0
         ol.focus()
 
     def selected(self) -> PastRun | None:

@@ -175,6 +175,10 @@ class NumberField(FieldInput):
                 raise InputError(str(exc)) from None
         return parse_number(text, integer=self.kind is int, minimum=self.minimum)
 
+    def check_consume_key(self, key: str, character: str | None) -> bool:
+        """ "?" is never part of a number: here it opens the help (the app's binding)."""
+        return character != "?" and super().check_consume_key(key, character)
+
     def watch_value(self, text: str) -> None:
         # Read the text as it changes, inside the keystroke: the screen gets the new value before
         # the box repaints, and one frame shows the character and the bars together.

@@ -90,9 +90,9 @@ class Columns:
             lw = max(len(short_label(v, compact_label)) for v in labels) + 1
             host_w, time_w = host_w if host else 0, time_w if times else 0
             bar = width - fixed - lw - host_w - time_w
-            if bar >= least:
+            if bar >= least or compact_label:
                 return Columns(lw, compact_label, max(0, bar), host_w, time_w)
-        raise AssertionError("unreachable")
+        raise AssertionError("the last form is compact")
 
 
 class MemoryBars(Widget, can_focus=False):

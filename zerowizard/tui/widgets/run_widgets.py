@@ -9,11 +9,13 @@ from textual_plotext import PlotextPlot
 
 from .memory_bars import gib
 
-# what the runner's ``memory_kind`` means ("gpu": torch.cuda.max_memory_allocated per rank)
+# what the runner's ``memory_kind`` and ``peak_kind`` mean (older runners said "gpu")
 KINDS = {
     "rss": "RSS per rank (CPU)",
     "gpu": "GPU peak allocated per rank",
     "cuda_max_allocated": "GPU peak allocated per rank",
+    "rss_peak": "peak RSS",
+    "cuda_max_reserved": "peak reserved",
 }
 
 
@@ -21,7 +23,8 @@ class DeviceMemory(Widget):
     """One bar per rank: measured memory (GPU peak allocated, or RSS on the CPU) vs predicted."""
 
     memory = reactive(tuple, layout=True)  # bytes per rank (None: not reported yet)
-    peak = reactive(tuple)  # the per-rank peak so far, where the runner reports one
+    peak = reactive(tuple)  # the per-rank peak so far (``peak_bytes_per_rank``), where reported
+    peak_kind = reactive("")
     predicted = reactive(None)
     kind = reactive("")
 
@@ -36,16 +39,20 @@ class DeviceMemory(Widget):
         if not self.memory:
             out.append("waiting for the first step…", "italic dim")
             return out
-        known = [m for m in self.memory if m]
+        peaks = list(self.peak) + [None] * (len(self.memory) - len(self.peak))
+        known = [m for m in (*self.memory, *peaks) if m]
         top = max([*known, self.predicted or 0]) * 1.15 or 1
         bar_w = max(6, self.size.width - 16)
         pred_col = round(bar_w * self.predicted / top) if self.predicted else None
-        for rank, m in enumerate(self.memory):
+        for rank, (m, peak) in enumerate(zip(self.memory, peaks)):
             out.append(f"r{rank:<2} ", "bold")
             filled = round(bar_w * (m or 0) / top)
-            over = self.predicted is not None and m is not None and m > self.predicted
+            peak_col = min(bar_w - 1, round(bar_w * peak / top)) if peak else None
+            over = self.predicted is not None and max(m or 0, peak or 0) > self.predicted
             for i in range(bar_w):
-                if i == pred_col:
+                if i == peak_col:
+                    out.append("◆", "bold #ff6b6b" if over else "bold #c678dd")
+                elif i == pred_col:
                     out.append("│", "bold #e5c07b")
                 elif i < filled:
                     out.append("█", "#ff6b6b" if over else "#4c8bf5")
@@ -54,7 +61,10 @@ class DeviceMemory(Widget):
             out.append(f" {gib(m):>6}\n")
         if self.predicted:
             out.append("│", "bold #e5c07b")
-            out.append(f" predicted {gib(self.predicted)} per device", "dim")
+            out.append(f" predicted {gib(self.predicted)}/device", "dim")
+        if any(peaks):
+            out.append("  ◆", "bold #c678dd")
+            out.append(f" {KINDS.get(self.peak_kind, self.peak_kind or 'peak')}", "dim")
         return out
 
 
