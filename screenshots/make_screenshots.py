@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,8 +49,10 @@ def record(steps: int = 40) -> None:
         events = Path(tmp) / RUN_FOLDER / "events.jsonl"
         if not any(e.get("event") == "end" and e.get("status") == "completed" for e in read_events(events)):
             raise SystemExit("the run ended without a completed end event")
-        shutil.copy(events, DATA / "run_events.jsonl")
-        (DATA / "run_log.txt").write_text(r.stdout)
+        # the run folder as the app shows it when run from the project: relative, no temp prefix
+        prefix = str(Path(tmp).resolve()) + "/"
+        (DATA / "run_events.jsonl").write_text(events.read_text().replace(prefix, ""))
+        (DATA / "run_log.txt").write_text(r.stdout.replace(prefix, ""))
     print(f"recorded: {DATA / 'run_events.jsonl'}, {DATA / 'run_log.txt'}", file=sys.stderr)
 
 

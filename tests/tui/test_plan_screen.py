@@ -67,7 +67,7 @@ async def test_qlora_with_zero3_is_blocked(make):
         assert "zero.stage" in screen.query_one("#g-zero").errors  # the field at fault is marked
         assert screen.query_one("#export", Button).disabled
         assert screen.query_one("#run", Button).disabled
-        assert "blocked" in str(screen.query_one("#blocked").render())
+        assert "blocked" in str(screen.query_one("#blocked").content)
         assert screen.check_action("export", ()) is None
         await pilot.press("ctrl+t")  # the binding does nothing either
         assert len(app.screen_stack) == 2
@@ -169,7 +169,7 @@ async def test_custom_json_and_unknown_model_through_the_pickers(make, tmp_path)
         await pick(pilot, screen, "model.name", "no/such-model")
         assert screen.plan.model.name == "no/such-model"
         assert screen.analysis.model is None
-        assert "✖" in str(screen.query_one("#model-info").render())
+        assert "✖" in str(screen.query_one("#model-info").content)
         assert screen.query_one("#export", Button).disabled
 
 

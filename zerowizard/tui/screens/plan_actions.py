@@ -15,6 +15,7 @@ from zerowizard.core.memory import Variant
 from zerowizard.core.plan import Plan, PlanError
 
 from .. import files
+from ..widgets.json_preview import JsonPreview
 from .dialogs import PathsDialog
 
 GUARDED = ("export", "run", "probe")  # refused while the plan is blocked
@@ -60,7 +61,7 @@ class PlanActions(Screen):
     def action_show_tab(self, tab: str) -> None:
         self.tab = tab
         self.query_one("#problem-list").display = tab == "problems"
-        preview = self.query_one("#preview")
+        preview = self.query_one("#preview", JsonPreview)
         preview.display = tab == "json"
         if tab == "json":
             preview.show(self.analysis.ds, self.analysis.base_error)
@@ -174,11 +175,9 @@ class PlanActions(Screen):
     def action_probe(self) -> None:
         if self.refuse_if_blocked():
             return
-        from .probe_screen import probe_available
+        from .probe_screen import ProbeScreen, probe_available
 
         if not probe_available():
             self.notify("the probe is not in this build yet (zerowizard/runner/probe.py)", severity="warning")
             return
-        from .probe_screen import ProbeScreen
-
         self.app.push_screen(ProbeScreen(self.plan, self.analysis))

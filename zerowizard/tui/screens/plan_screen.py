@@ -1,6 +1,6 @@
 """The planning screen: edit a plan, see every variant's memory, the problems and the final JSON.
 
-This screen owns the plan (a frozen dataclass). Field controls post ``PlanField.Changed``; the
+This screen owns the plan (a frozen dataclass). Field controls post ``PlanField.Edited``; the
 screen rebuilds the plan, calls :func:`zerowizard.core.analysis.analyze` (about a millisecond)
 and hands the result down. Text that is not a valid value never reaches the plan: it is kept as
 an input error, listed under Problems, and blocks Export and Run until it is fixed. Nothing here
@@ -84,6 +84,7 @@ class PlanScreen(plan_actions.PlanActions):
                     yield Button("Run ▶", id="run", variant="success", compact=True, action="screen.run")
                     yield Button("Save", id="save", compact=True, action="screen.save")
                     yield Button("Load", id="load", compact=True, action="screen.load")
+                    yield Button("Probe", id="probe", compact=True, action="screen.probe")
                     yield Note(id="blocked")
         yield KeyBar(id="keys")
 
@@ -92,8 +93,8 @@ class PlanScreen(plan_actions.PlanActions):
         self.show_analysis(self.analysis)
 
     # ---- state --------------------------------------------------------------------------
-    @on(PlanField.Changed)
-    async def field_changed(self, event: PlanField.Changed) -> None:
+    @on(PlanField.Edited)
+    async def field_changed(self, event: PlanField.Edited) -> None:
         event.stop()
         path = event.field.path
         if event.error is not None:
@@ -123,6 +124,16 @@ class PlanScreen(plan_actions.PlanActions):
         if plan != self.plan:
             self.plan = plan
         self.sync_fields()
+
+    def set_plan(self, plan: Plan) -> None:
+        """Replace the whole plan (a probe's winner): every control shows it, typed errors go."""
+        self.input_errors.clear()
+        self.plan = plan
+        self.sync_fields()
+
+    def show_measured(self, measured: dict) -> None:
+        """A probe's measurements (variant -> (peak bytes, step seconds)): markers on the bars."""
+        self._w("#bars").measured = measured
 
     def sync_fields(self) -> None:
         """Every control shows the plan's value (a loaded plan, a value set from outside the form);
@@ -199,7 +210,7 @@ class PlanScreen(plan_actions.PlanActions):
             g.show_errors(self.input_errors, marks)
         blocked = bool(n_err)
         was = self._shown.get("blocked")
-        for b in ("#export", "#run"):
+        for b in ("#export", "#run", "#probe"):
             self._w(b).disabled = blocked
         if blocked:
             self._put("#blocked", f"✖ blocked by {n_err} error{'s' if n_err > 1 else ''}")

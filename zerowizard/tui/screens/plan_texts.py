@@ -43,8 +43,8 @@ def model_text(a: Analysis) -> str:
     if a.params_trainable >= a.params_total:
         trainable = "all trainable"
     else:
-        trainable = f"{count(a.params_trainable)} trainable ({pct:.2g}%)"
-    return f"{count(a.params_total)} params, {trainable}\nprecision → {a.precision} ({how})"
+        trainable = f"{count(a.params_trainable)} trainable {pct:.2g}%"
+    return f"{count(a.params_total)} · {trainable}\nprecision → {a.precision} ({how})"
 
 
 def recommend_text(a: Analysis) -> Text:

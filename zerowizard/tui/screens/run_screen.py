@@ -126,6 +126,7 @@ class RunScreen(Screen):
 
     def play_recording(self) -> None:
         """Show a recorded run (after the first layout, so the log wraps at its real width)."""
+        assert self.replay is not None
         for line in self.replay_log:
             self.log_line(line)
         for ev in read_events(self.replay):

@@ -65,7 +65,7 @@ class FieldGroup(Vertical):
         with Horizontal(classes="group-row"):
             yield self._labels
             with Vertical(classes="group-controls"):
-                yield from self.fields  # type: ignore[misc]
+                yield from self.fields
         yield self._message
         if self.note is not None:
             yield self.note
@@ -95,7 +95,7 @@ class FieldGroup(Vertical):
         self._labels.refresh()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
-        self.focused = event.widget if event.widget in self.fields else None  # type: ignore[assignment]
+        self.focused = event.widget if event.widget in self.fields else None
         self._labels.refresh()
 
     def on_descendant_blur(self, event: events.DescendantBlur) -> None:

@@ -1,6 +1,6 @@
 """Field controls: one focusable widget per plan field, bound to its dotted address.
 
-A control posts :class:`PlanField.Changed` with a parsed value, or with the reason the text is not
+A control posts :class:`PlanField.Edited` with a parsed value, or with the reason the text is not
 a valid value (the screen then lists it under Problems and blocks Export and Run); it never
 touches the plan. ``show(value)`` syncs it from the plan without posting; the screen never calls
 it on the control whose typing changed the plan (the box being edited is the source of truth).
@@ -35,13 +35,14 @@ def _doc(path: str) -> str:
     return field_doc(section, key)
 
 
-class PlanField:
-    """Mixin for a control bound to ``plan.<path>`` (``path``: 'batch.micro_batch', 'deepspeed')."""
+class PlanField(Widget):
+    """Base of a control bound to ``plan.<path>`` (``path``: 'batch.micro_batch', 'deepspeed')."""
 
     path: str
     plan_value: Any = None
+    label: str = ""
 
-    class Changed(Message):
+    class Edited(Message):
         """The user set ``value`` (``error`` is None), or typed text that is not valid (``error``)."""
 
         def __init__(self, control: PlanField, value: Any, error: str | None = None):
@@ -55,7 +56,7 @@ class PlanField:
     def bind(self, path: str, value: Any) -> None:
         self.path, self.plan_value = path, value
         self.label = label(path)
-        self.tooltip = _doc(path) or None  # type: ignore[attr-defined]
+        self.tooltip = _doc(path) or None
 
     def emit(self, value: Any, error: str | None = None) -> None:
         if error is None:
@@ -63,10 +64,10 @@ class PlanField:
         # Straight to the screen that owns the plan rather than up through the form's containers:
         # each hop is a turn of another widget's queue, and meanwhile the screen paints the typed
         # character in a frame of its own, so the new bars would wait for the next frame.
-        self.screen.post_message(PlanField.Changed(self, value, error))  # type: ignore[attr-defined]
+        self.screen.post_message(PlanField.Edited(self, value, error))
 
     def show(self, value: Any) -> None:
-        """Display ``value`` (from the plan) without posting Changed."""
+        """Display ``value`` (from the plan) without posting Edited."""
         self.plan_value = value
 
 
@@ -127,7 +128,7 @@ class FieldInput(Input, PlanField):
             return None, str(exc)
 
     def _on_input_changed(self, event: Input.Changed) -> None:
-        event.stop()  # the field reports through PlanField.Changed
+        event.stop()  # the field reports through PlanField.Edited
 
     def show(self, value: Any) -> None:
         super().show(value)
@@ -204,7 +205,7 @@ class TextField(FieldInput):
             self.emit(value)
 
 
-class ChoiceField(Widget, PlanField, can_focus=True):
+class ChoiceField(PlanField, can_focus=True):
     """One of a list, shown as ``value ▾``: enter, space or a click opens the list (with a search
     where there are many), left/right step through it. ``free``: what typed text means when it
     matches no option (a model directory, a DeepSpeed JSON path); None: options only."""
@@ -270,7 +271,7 @@ class ChoiceField(Widget, PlanField, can_focus=True):
         self.action_open()
 
 
-class ToggleField(Widget, PlanField, can_focus=True):
+class ToggleField(PlanField, can_focus=True):
     """A boolean, shown as ``● on`` / ``○ off``; space, enter or a click flips it."""
 
     BINDINGS = [Binding("enter,space", "flip", "Switch", show=False)]

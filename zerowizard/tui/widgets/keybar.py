@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual import events
+from textual.dom import DOMNode
 from textual.widget import Widget
 
 KEY_STYLE = "bold #e5c07b"
@@ -20,7 +21,7 @@ class KeyBar(Widget):
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._bindings_changed)
-        self.spans: list[tuple[int, int, str, object]] = []
+        self.spans: list[tuple[int, int, str, DOMNode]] = []
 
     def on_unmount(self) -> None:
         self.screen.bindings_updated_signal.unsubscribe(self)
@@ -28,7 +29,7 @@ class KeyBar(Widget):
     def _bindings_changed(self, screen) -> None:
         self.refresh()
 
-    def entries(self) -> list[tuple[str, str, str, bool, object]]:
+    def entries(self) -> list[tuple[str, str, str, bool, DOMNode]]:
         """(key shown, description, action, enabled, namespace) for each shown binding."""
         seen, out = set(), []
         for node, binding, enabled, _tip in self.screen.active_bindings.values():
@@ -38,7 +39,7 @@ class KeyBar(Widget):
             out.append((self.app.get_key_display(binding), binding.description, binding.action, enabled, node))
         return out
 
-    def layout(self, width: int) -> list[tuple[str, str, str, bool, object]]:
+    def fit_entries(self, width: int) -> list[tuple[str, str, str, bool, DOMNode]]:
         entries = self.entries()
 
         def size(items, short: bool) -> int:
@@ -57,7 +58,7 @@ class KeyBar(Widget):
     def render(self) -> Text:
         out = Text(no_wrap=True, overflow="ellipsis")
         self.spans = []
-        for key, desc, action, enabled, node in self.layout(self.size.width):
+        for key, desc, action, enabled, node in self.fit_entries(self.size.width):
             start = len(out)
             out.append(key, KEY_STYLE if enabled else "#5c6370")
             out.append(" " + desc, "" if enabled else "#5c6370")
@@ -68,5 +69,5 @@ class KeyBar(Widget):
     async def on_click(self, event: events.Click) -> None:
         for start, end, action, node in self.spans:
             if start <= event.x < end:
-                await self.app.run_action(action, node)  # type: ignore[arg-type]
+                await self.app.run_action(action, node)
                 return

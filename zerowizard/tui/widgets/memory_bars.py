@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from rich.segment import Segment
 from rich.style import Style
 from textual.events import Click
+from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -103,15 +104,37 @@ class MemoryBars(Widget, can_focus=False):
             super().__init__()
             self.variant = variant
 
-    analysis = reactive(None)
-    measured: reactive[dict] = reactive(dict)  # Variant -> (peak bytes, step seconds or None)
+    analysis = reactive(None, repaint=False)
+    measured: reactive[dict] = reactive(dict, repaint=False)  # Variant -> (peak bytes, step s or None)
     _lines_key: tuple | None = None
     _lines: list = []
 
     def watch_analysis(self, old, new) -> None:
-        # a repaint per change; a re-layout only when the number of rows changes
+        # a re-layout only when the number of rows changes; else a repaint of the lines that changed
         if old is None or new is None or self._rows(old) != self._rows(new):
             self.refresh(layout=True)
+        else:
+            self._repaint_changed()
+
+    def watch_measured(self) -> None:
+        self._repaint_changed()
+
+    def _repaint_changed(self) -> None:
+        """Repaint only the lines whose strips differ (the styles cache keeps the others): fewer
+        lines through Textual's per-line rendering, and a smaller region for the compositor."""
+        if not self.is_mounted or not self.size.width:
+            self.refresh()
+            return
+        before = self._lines
+        after = self._strips()
+        width = self.size.width
+        changed = [
+            Region(0, y, width, 1)
+            for y in range(max(len(before), len(after)))
+            if y >= len(before) or y >= len(after) or before[y] != after[y]
+        ]
+        if changed:
+            self.refresh(*changed)
 
     def _rows(self, a) -> int:
         return len(a.estimates) + (0 if self._selected_listed(a) else 1)
@@ -138,6 +161,12 @@ class MemoryBars(Widget, can_focus=False):
     def render_line(self, y: int) -> Strip:
         """Line API: the rows are drawn once per analysis (or size) as segments and handed out
         line by line. The pieces go straight to segments (no Text to lay out on every change)."""
+        lines = self._strips()
+        if 0 <= y < len(lines):
+            return lines[y]
+        return Strip.blank(self.size.width, self.rich_style)
+
+    def _strips(self) -> list[Strip]:
         key = (id(self.analysis), id(self.measured), self.size.width)
         if key != self._lines_key:
             self._lines_key = key
@@ -156,9 +185,7 @@ class MemoryBars(Widget, can_focus=False):
             self._lines = [
                 Strip([seg(t, st) for t, st in pieces]).adjust_cell_length(width, base) for pieces in self.build_lines()
             ]
-        if 0 <= y < len(self._lines):
-            return self._lines[y]
-        return Strip.blank(self.size.width, self.rich_style)
+        return self._lines
 
     def build_lines(self) -> list[list[tuple[str, str]]]:
         """The rows as (text, style) pieces, one list a line; unstyled neighbours merged."""
@@ -180,13 +207,14 @@ class MemoryBars(Widget, can_focus=False):
             return [[("", "")]]
         width = self.size.width or 80
         times = getattr(a, "times", None) or {}
-        self._header(put, a, width, bool(times))
+        timed = bool(times) or any(m[1] is not None for m in self.measured.values())
+        self._header(put, a, width, "predicted" if times else "measured" if timed else "")
         if not a.estimates:
             put(a.model_error or "no estimate: set a model and a device memory size", "italic")
             return lines
         rows = self.rows()
         offloads = any(e.variant.offload_optimizer != "none" or e.variant.offload_param != "none" for e in rows)
-        cols = Columns.fit(width, [e.variant for e in rows], offloads, bool(times))
+        cols = Columns.fit(width, [e.variant for e in rows], offloads, timed)
         cap = a.hardware.memory_bytes
         top = max(cap, min(max(e.per_gpu.total for e in rows), int(cap * OVER_SCALE)))
         steps = [t.step_s for t in times.values() if getattr(t, "step_s", None)]
@@ -197,7 +225,7 @@ class MemoryBars(Widget, can_focus=False):
         return lines
 
     @staticmethod
-    def _header(put, a, width: int, times: bool) -> None:
+    def _header(put, a, width: int, times: str) -> None:
         """'Memory per GPU · A100-80GB 80.0G · host 512G/node' over the legend."""
         hw = a.hardware
         narrow = width < 58
@@ -211,8 +239,10 @@ class MemoryBars(Widget, can_focus=False):
         for i, (_, name, colour) in enumerate(PARTS):
             put("■ " if not i else " ■ ", colour)
             put(SHORT_NAMES[i] if narrow else name, "dim")
-        if times:
+        if times == "predicted":
             put("   step ×slower" if not narrow else "  step", "dim")
+        elif times:
+            put("   ◆ measured step" if not narrow else "  ◆ step", "dim")
         put("\n")
 
     def _row(self, put, a, e, cols: Columns, top: int, t, best: float | None) -> None:
@@ -253,12 +283,13 @@ class MemoryBars(Widget, can_focus=False):
     @staticmethod
     def _time_text(t, best: float | None, measured, width: int) -> str:
         step = getattr(t, "step_s", None)
+        if measured and measured[1] is not None:  # a probe's figure beside the prediction
+            text = (f" {secs(step)}→" if step is not None else " ◆") + secs(measured[1])
+            return text.ljust(width)[:width]
         if step is None:
             return " " * width
         text = f" {secs(step)}"
-        if measured and measured[1] is not None:
-            text += f"→{secs(measured[1])}"
-        elif best and width >= 14:
+        if best and width >= 14:
             text += f" ×{step / best:.1f}"
         elif best:
             text += f"×{step / best:.1f}"
@@ -273,29 +304,26 @@ class MemoryBars(Widget, can_focus=False):
         for attr, _, colour in PARTS:
             acc += getattr(b, attr)
             bounds.append((acc, colour))
-        cells = []
+        cells: list[tuple[str, str]] = []
         for i in range(bar_w):
             mid = (i + 0.5) * top / bar_w
-            colour = next((c for edge, c in bounds if mid < edge), None)
-            if colour is None:
+            part = next((c for edge, c in bounds if mid < edge), None)
+            if part is None:
                 cells.append(("│", "#5c6370") if i == cap_col else ("·", "#5c6370"))
             elif i >= cap_col:
-                cells.append(("▓", f"{colour} on #5a1e1e"))
+                cells.append(("▓", f"{part} on #5a1e1e"))
             else:
-                cells.append(("█", colour))
+                cells.append(("█", part))
         if b.total > top:
             cells[-1] = ("»", "bold #ff6b6b")
         if peak is not None:
             cells[min(bar_w - 1, int(bar_w * peak / top))] = MARKER
-        runs = []
-        run_char, run_style, n = None, None, 0
-        for ch, style in [*cells, (None, None)]:
-            if (ch, style) == (run_char, run_style):
-                n += 1
-                continue
-            if n:
-                runs.append((run_char * n, run_style))
-            run_char, run_style, n = ch, style, 1
+        runs: list[tuple[str, str]] = []
+        for ch, style in cells:
+            if runs and runs[-1][1] == style and runs[-1][0][-1] == ch:
+                runs[-1] = (runs[-1][0] + ch, style)
+            else:
+                runs.append((ch, style))
         return runs
 
     def on_click(self, event: Click) -> None:

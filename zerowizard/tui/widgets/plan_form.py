@@ -1,6 +1,6 @@
 """The plan's fields in five groups: hardware, model and method, batch, ZeRO / DeepSpeed, train.
 
-Only layout: each control posts ``PlanField.Changed`` and the screen owns the plan.
+Only layout: each control posts ``PlanField.Edited`` and the screen owns the plan.
 """
 
 from __future__ import annotations

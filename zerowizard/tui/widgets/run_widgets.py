@@ -19,11 +19,14 @@ KINDS = {
 }
 
 
+OVER_MARGIN = 1.10
+
+
 class DeviceMemory(Widget):
     """One bar per rank: measured memory (GPU peak allocated, or RSS on the CPU) vs predicted."""
 
-    memory = reactive(tuple, layout=True)  # bytes per rank (None: not reported yet)
-    peak = reactive(tuple)  # the per-rank peak so far (``peak_bytes_per_rank``), where reported
+    memory: reactive[tuple] = reactive(tuple, layout=True)  # bytes per rank (None: not reported yet)
+    peak: reactive[tuple] = reactive(tuple)  # the per-rank peak so far (``peak_bytes_per_rank``), where reported
     peak_kind = reactive("")
     predicted = reactive(None)
     kind = reactive("")
@@ -48,7 +51,8 @@ class DeviceMemory(Widget):
             out.append(f"r{rank:<2} ", "bold")
             filled = round(bar_w * (m or 0) / top)
             peak_col = min(bar_w - 1, round(bar_w * peak / top)) if peak else None
-            over = self.predicted is not None and max(m or 0, peak or 0) > self.predicted
+            # red only beyond the prediction's margin (a model within 10% predicted it)
+            over = self.predicted is not None and max(m or 0, peak or 0) > self.predicted * OVER_MARGIN
             for i in range(bar_w):
                 if i == peak_col:
                     out.append("◆", "bold #ff6b6b" if over else "bold #c678dd")
