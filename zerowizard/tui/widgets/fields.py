@@ -86,6 +86,14 @@ class _Check(Validator):
         return self.success()
 
 
+_EDIT_KEYS = {
+    key.strip(): b.action
+    for b in Input.BINDINGS
+    if isinstance(b, Binding) and not b.action.startswith(("app.", "screen.")) and b.action != "submit"
+    for key in b.key.split(",")
+}
+
+
 class FieldInput(Input, PlanField):
     """A text box that repaints as it is typed into, without re-laying out the screen.
 
@@ -111,6 +119,20 @@ class FieldInput(Input, PlanField):
 
     def text_of(self, value: Any) -> str:
         return "" if value is None else str(value)
+
+    async def _on_key(self, event: events.Key) -> None:
+        """The box's own editing keys (backspace, delete, arrows, ...) act here, in the order the
+        keys came. Left to Textual, a key that is a binding bubbles up through every container to
+        the app and runs from there, while the characters typed after it are inserted at once:
+        keys that arrive together (a held key, a fast typist on a busy machine) are reordered
+        ("4096", then eight backspaces and "2" arriving in one read, left the box empty)."""
+        action = _EDIT_KEYS.get(event.key)
+        if action is not None:
+            event.stop()
+            event.prevent_default()
+            await self.run_action(action)
+            return
+        await super()._on_key(event)
 
     def parse(self, text: str) -> Any:
         """The plan value for ``text``; InputError with the reason when there is none."""
