@@ -93,17 +93,21 @@ async def test_invalid_numbers_are_loud_and_block_export(make, tmp_path, text, w
 
 
 async def test_scientific_notation_is_read_not_mangled(make):
-    """1e9 used to become 19 (the integer box dropped the 'e'): it is a number, read as one."""
+    """1e9 used to become 19 (the integer box dropped the 'e'): it is a number, read as one, and
+    checked against the plan's bounds like a plan file's value."""
     app = make()
     async with app.run_test(size=SIZE) as pilot:
         screen = app.plan_screen
         box = field(screen, "batch.micro_batch")
         await focus_end(pilot, box)
-        await pilot.press("backspace", *"1e9")
+        await pilot.press("backspace", *"1e3")
         await pilot.pause()
-        assert box.value == "1e9"
-        assert screen.plan.batch.micro_batch == 1_000_000_000
+        assert box.value == "1e3" and screen.plan.batch.micro_batch == 1000
         assert screen.analysis.errors  # it does not fit: loud, and Export is blocked
+        await pilot.press(*["backspace"] * 3, *"1e9")
+        await pilot.pause()
+        assert box.value == "1e9" and "above the maximum" in screen.input_errors["batch.micro_batch"]
+        assert screen.plan.batch.micro_batch == 1000  # the last valid value
         assert screen.query_one("#export", Button).disabled
 
 

@@ -120,7 +120,7 @@ class PlanActions(Screen):
     def do_save(self, path: str) -> None:
         try:
             self.plan_path = str(files.save(self.plan, path))
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: InputError (a directory, a device...)
             self.notify(str(exc), title="Save failed", severity="error")
             return
         if self.input_errors:

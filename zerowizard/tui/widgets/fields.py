@@ -24,7 +24,7 @@ from textual.validation import ValidationResult, Validator
 from textual.widget import Widget
 from textual.widgets import Input
 
-from zerowizard.core.plan import field_doc, parse_count
+from zerowizard.core.plan import field_doc, field_problem, parse_count
 from zerowizard.core.validation import InputError, parse_number
 
 from ..labels import label
@@ -141,7 +141,15 @@ class FieldInput(Input, PlanField):
             if self.optional:
                 return None
             raise InputError("required; it has no empty value")
-        return text
+        return self.checked(text)
+
+    def checked(self, value: Any) -> Any:
+        """``value`` if the plan field takes it (the bounds and text checks a plan file gets)."""
+        section, _, key = self.path.rpartition(".")
+        problem = field_problem(section or None, key, value)
+        if problem is not None:
+            raise InputError(problem)
+        return value
 
     def check(self, text: str) -> tuple[Any, str | None]:
         try:
@@ -193,10 +201,11 @@ class NumberField(FieldInput):
             return super().parse(text)
         if self.kind == "count":
             try:
-                return parse_count(text)
-            except ValueError as exc:
+                return self.checked(parse_count(text))
+            except ValueError as exc:  # InputError is one too
                 raise InputError(str(exc)) from None
-        return parse_number(text, integer=self.kind is int, minimum=self.minimum)
+        # finite, in range: 'inf' or 1e300 would reach the memory model otherwise
+        return self.checked(parse_number(text, integer=self.kind is int, minimum=self.minimum))
 
     def check_consume_key(self, key: str, character: str | None) -> bool:
         """ "?" is never part of a number: here it opens the help (the app's binding)."""
