@@ -107,7 +107,7 @@ async def test_scientific_notation_is_read_not_mangled(make):
         await pilot.press(*["backspace"] * 3, *"1e9")
         await pilot.pause()
         assert box.value == "1e9" and "above the maximum" in screen.input_errors["batch.micro_batch"]
-        assert screen.plan.batch.micro_batch == 1000  # the last valid value
+        assert screen.plan.batch.micro_batch == 1  # the last valid value typed ("1", on the way to 1e9)
         assert screen.query_one("#export", Button).disabled
 
 
