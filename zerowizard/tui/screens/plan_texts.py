@@ -8,6 +8,17 @@ from zerowizard.core.analysis import Analysis
 from zerowizard.core.hardware import Detection
 from zerowizard.core.text import fmt_cc, fmt_gib
 
+from ..widgets.memory_bars import secs
+
+
+def fmt_duration(seconds: float) -> str:
+    s = int(seconds)
+    if s >= 86400:
+        return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
 
 def count(n: int) -> str:
     for unit, size in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
@@ -48,16 +59,24 @@ def model_text(a: Analysis) -> str:
 
 
 def recommend_text(a: Analysis) -> Text:
-    """'▶ ZeRO-2  36.4 GiB  the plan' over '★ ZeRO-1  47.1 GiB  recommended · ^g uses it'."""
+    """'▶ ZeRO-2  36.4 GiB  ETA 2h03m · 1.11s/step  the plan' over
+    '★ ZeRO-1  47.1 GiB  fastest that fits · ^g uses it' (ETA and step time: the time model's)."""
     sel, rec = a.selected, a.recommended
     out = Text(no_wrap=True, overflow="ellipsis")
     out.append("▶ ", "bold")
     out.append(f"{sel.variant.label}  {fmt_gib(sel.per_gpu.total)}" if sel else "?", "bold")
+    eta = getattr(a, "eta_s", None)  # the time model (zerowizard.core.speed), where it is there
+    if eta:
+        out.append(f"  ETA {fmt_duration(eta)}", "bold")
+    t = (getattr(a, "times", None) or {}).get(sel.variant) if sel else None
+    if t is not None:
+        out.append(f" · {secs(t.step_s)}/step", "dim")
     out.append("  the plan", "dim")
     if rec is None:
         out.append("\n✖ " + a.recommendation_reason, "#ff6b6b")
         return out
-    why = getattr(a, "recommendation_short", None) or "recommended"
+    fastest = getattr(a, "fastest", None)
+    why = "fastest that fits" if fastest is not None and fastest.variant == rec.variant else "recommended"
     out.append("\n★ ", "bold #61d68a")
     out.append(f"{rec.variant.label}  {fmt_gib(rec.per_gpu.total)}", "bold")
     if sel is not None and rec.variant == sel.variant:

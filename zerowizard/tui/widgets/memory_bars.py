@@ -289,10 +289,9 @@ class MemoryBars(Widget, can_focus=False):
         if step is None:
             return " " * width
         text = f" {secs(step)}"
-        if best and width >= 14:
-            text += f" ×{step / best:.1f}"
-        elif best:
-            text += f"×{step / best:.1f}"
+        if best:
+            ratio = step / best
+            text += (" " if width >= 14 else "") + (f"×{ratio:.1f}" if ratio < 10 else f"×{ratio:.0f}")
         return text.ljust(width)[:width]
 
     def _bar(self, b, top: int, bar_w: int, cap_col: int, peak: int | None = None) -> list[tuple[str, str]]:
