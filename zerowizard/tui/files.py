@@ -7,9 +7,8 @@ path would be resolved against that other folder.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 from zerowizard.core.analysis import Analysis
 from zerowizard.core.dsconfig import write_text_atomic
