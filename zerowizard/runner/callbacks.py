@@ -47,6 +47,7 @@ class EventsCallback(TrainerCallback):
         self.last = (0, time.time())
         self.last_loss = None
         self.steps_logged = 0
+        self.phases = None  # zerowizard.runner.phases.Phases, set by train.py
 
     def _emit(self, kind, **fields):
         if self.writer is not None:
@@ -72,7 +73,8 @@ class EventsCallback(TrainerCallback):
             zero3_partitioned=self.spec.get("zero3_partitioned", False),
             method=self.plan.method.type,
             setup_s=round(time.time() - self.started, 2),
-            setup_phases_s=self.spec.get("setup_phases_s"),
+            setup_phases_s=self.phases.end() if self.phases is not None else None,
+            attempt=self.spec.get("attempt", 1),
         )
 
     def _tokens(self) -> int:

@@ -6,7 +6,13 @@ Both printers consume the same events (see :mod:`zerowizard.runner.events`) plus
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from typing import Any, Protocol, TextIO
 
+# Rank log lines kept in logs/rankN.log but not shown (headless output, the TUI's log pane):
+# progress bars, the Trainer's own dict logs, deprecation warnings, and the harmless start-up
+# chatter of the CPU stack (bitsandbytes' optional `kernels` package, DeepSpeed probing libaio for
+# async_io and announcing its comm op; the phase events say what is happening instead).
 _NOISE = (
     "it/s]",
     "s/it]",
@@ -15,13 +21,23 @@ _NOISE = (
     "return func(*args",
     "{'loss':",
     "{'train_runtime'",
-    # known harmless start-up chatter on the CPU: bitsandbytes' optional kernels package,
-    # DeepSpeed probing async_io (libaio) and loading its shared-memory comm op
     "gemm_4bit_forward from kernels-community",
+    "No module named 'kernels'",
     "cannot find -laio",
     "collect2: error: ld returned 1 exit status",
     "deepspeed_shm_comm_op built successfully",
+    "Setting accelerator to CPU",
+    "Time to load ",
 )
+
+
+class Printer(Protocol):
+    """What the launcher prints through: the plain and the rich printer."""
+
+    def notice(self, text: str) -> None: ...
+    def log(self, rank: int, line: str) -> None: ...
+    def event(self, ev: Mapping[str, Any]) -> None: ...
+    def close(self) -> None: ...
 
 
 def interesting(line: str) -> bool:
@@ -40,9 +56,14 @@ def _gib(b) -> str:
     return "?" if b is None else f"{b / 2**30:.2f}"
 
 
-def describe(ev: dict) -> str:
+def describe(ev: Mapping[str, Any]) -> str:
     """One plain line for an event."""
     kind = ev.get("event")
+    if kind == "phase":
+        who = "launcher" if ev.get("rank") is None else f"rank {ev.get('rank')}"
+        return f"[{who} {_fmt_s(ev.get('elapsed_s'))}] {ev.get('message')}"
+    if kind == "fallback":
+        return f"out of memory: attempt {ev.get('attempt')}: {ev.get('change')} (global batch {ev.get('global_batch')})"
     if kind == "start":
         pred = ev.get("predicted_per_gpu_bytes")
         extra = f", predicted {_gib(pred)} GiB per device" if pred else ""
@@ -67,8 +88,11 @@ def describe(ev: dict) -> str:
     if kind == "eval":
         return f"eval at step {ev['step']}: {ev.get('metrics')}"
     if kind == "error":
-        return f"error on rank {ev.get('rank')}: {ev.get('error')}"
+        who = "the launcher" if ev.get("rank") is None else f"rank {ev.get('rank')}"
+        return f"error on {who}: {ev.get('error')}"
     if kind == "end":
+        if ev.get("status") != "completed" and ev.get("step") is None:
+            return f"end: {ev.get('status')}" + (f": {ev['error']}" if ev.get("error") else "")
         return (
             f"end: {ev.get('status')} at step {ev.get('step')}/{ev.get('total_steps')}, "
             f"loss {ev.get('loss')}, {ev.get('elapsed_s')}s"
@@ -77,7 +101,7 @@ def describe(ev: dict) -> str:
 
 
 class PlainPrinter:
-    def __init__(self, stream=None):
+    def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
 
     def notice(self, text: str) -> None:
@@ -86,7 +110,7 @@ class PlainPrinter:
     def log(self, rank: int, line: str) -> None:
         print(f"[rank{rank}] {line}", file=self.stream, flush=True)
 
-    def event(self, ev: dict) -> None:
+    def event(self, ev: Mapping[str, Any]) -> None:
         print(describe(ev), file=self.stream, flush=True)
 
     def close(self) -> None:
@@ -96,7 +120,7 @@ class PlainPrinter:
 class RichPrinter:
     """A live progress bar (step/total, loss, tokens/s, ETA); logs and events print above it."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: TextIO | None = None):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -119,18 +143,15 @@ class RichPrinter:
     def log(self, rank: int, line: str) -> None:
         self.console.print(f"[dim]\\[rank{rank}] {line}", highlight=False)
 
-    def event(self, ev: dict) -> None:
+    def event(self, ev: Mapping[str, Any]) -> None:
         kind = ev.get("event")
         if kind == "start":
-            self.progress.start()
-            self.task = self.progress.add_task(
-                "train",
-                total=ev.get("total_steps") or None,
-                completed=ev.get("start_step") or 0,
-                loss="-",
-                tps="-",
-                eta="?",
-            )
+            total, done = ev.get("total_steps") or None, ev.get("start_step") or 0
+            if self.task is None:
+                self.progress.start()
+                self.task = self.progress.add_task("train", total=total, completed=done, loss="-", tps="-", eta="?")
+            else:  # a restart (out-of-memory fallback): the same bar goes on
+                self.progress.update(self.task, total=total, completed=done)
             self.console.print(describe(ev), markup=False, highlight=False)
         elif kind == "step" and self.task is not None:
             self.progress.update(
@@ -150,6 +171,6 @@ class RichPrinter:
             self.progress.stop()
 
 
-def make_printer(stream=None):
+def make_printer(stream: TextIO | None = None) -> Printer:
     stream = stream or sys.stdout
     return RichPrinter(stream) if getattr(stream, "isatty", lambda: False)() else PlainPrinter(stream)
