@@ -3,13 +3,19 @@ SIGKILL, torchrun and every rank end within seconds.
 
 Two mechanisms, each enough on its own:
 
-- the parent-death signal (Linux ``prctl(PR_SET_PDEATHSIG)``): the launcher's child (torchrun, or
-  the rank itself under ``single``/``slurm``) gets SIGKILL when the launcher's main thread dies, and
-  each rank gets SIGKILL when its parent (torchrun) dies. Set before ``exec`` in the child
-  (:func:`preexec`), so no window is left open between fork and prctl;
+- the parent-death signal (Linux ``prctl(PR_SET_PDEATHSIG)``, which fires when the parent *thread*
+  dies: the launcher starts its child from its main thread, torchrun from its own). The launcher's
+  child (torchrun, or the rank itself under ``single``/``slurm``) gets SIGTERM when the launcher
+  dies: torchrun then stops its ranks' process groups (a rank's compiler children included);
+  set before ``exec`` in the child (:func:`preexec`), so no window is left between fork and prctl.
+  Each rank also asks for SIGKILL when its own parent (torchrun) dies;
 - a watchdog thread in each rank (:func:`guard`) that checks the launcher's pid, and that pid's
-  start time (a reused pid is not the launcher), twice a second: it covers a parent that died
-  before the rank could set its own parent-death signal, and platforms without prctl.
+  start time (a reused pid is not the launcher), twice a second, and kills the rank's process
+  group: it covers a parent that died before the rank could set its parent-death signal, and
+  platforms without prctl.
+
+The parent-death signal is not inherited across fork: a compiler that a rank started while it was
+building a DeepSpeed op (single/slurm launchers only) finishes on its own.
 """
 
 from __future__ import annotations
@@ -55,11 +61,11 @@ def launcher_env() -> dict[str, str]:
     return {ENV_PID: str(os.getpid()), ENV_START: start_time(os.getpid()) or ""}
 
 
-def preexec(parent: int) -> Callable[[], None]:
-    """A ``preexec_fn`` for Popen: the child dies with ``parent`` (the launcher's pid)."""
+def preexec(parent: int, sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` for Popen: the child gets ``sig`` when ``parent`` (the launcher) dies."""
 
     def child() -> None:
-        set_parent_death_signal(signal.SIGKILL)
+        set_parent_death_signal(sig)
         if os.getppid() != parent:  # the launcher died between fork and prctl
             os._exit(1)
 
@@ -89,6 +95,8 @@ def guard() -> threading.Thread | None:
         stop = threading.Event()
         while not stop.wait(WATCH_INTERVAL_S):
             if not alive(int(pid), started):
+                if os.getpgrp() == os.getpid():  # this rank leads its group: its children go too
+                    os.killpg(os.getpgrp(), signal.SIGKILL)
                 os.kill(os.getpid(), signal.SIGKILL)
 
     t = threading.Thread(target=watch, name="zerowizard-launcher-watchdog", daemon=True)
