@@ -27,9 +27,9 @@ def _procs(workdir, needle: str) -> list[psutil.Process]:
 
 def test_kill_9_of_the_task_launchers_ends_their_ranks(slurm_cluster, job_name, tmp_path):
     workdir = tmp_path / "run"
+    zw = ["zerowizard", "run", "--headless", "--launcher", "slurm", *FAST, "--max-steps", "100000"]
     srun = subprocess.Popen(
-        ["srun", "-N1", "-n2", f"--job-name={job_name}", "zerowizard", "run", "--headless", "--launcher", "slurm"]
-        + [*FAST, "--max-steps", "100000", "--output", str(workdir)],
+        ["srun", "-N1", "-n2", f"--job-name={job_name}", *zw, "--output", str(workdir)],
         cwd=tmp_path,
         env=zw_env(),
         stdout=subprocess.DEVNULL,
