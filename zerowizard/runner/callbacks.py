@@ -152,7 +152,9 @@ class EventsCallback(TrainerCallback):
 
 class TestHooks(TrainerCallback):
     """Faults on demand for the tests: ZEROWIZARD_TEST_CRASH='RANK:STEP' raises on that rank;
-    ZEROWIZARD_TEST_STOP_AT=STEP stops cleanly after that step (checkpoint saved)."""
+    ZEROWIZARD_TEST_STOP_AT=STEP stops cleanly after that step (checkpoint saved);
+    ZEROWIZARD_TEST_HOLD='STEP:FILE' waits at the end of that step until FILE exists (the test
+    breaks the disk meanwhile)."""
 
     def __init__(self, rank: int):
         self.rank = rank
@@ -160,8 +162,14 @@ class TestHooks(TrainerCallback):
         self.crash = tuple(int(x) for x in crash.split(":")) if crash else None
         stop = os.environ.get("ZEROWIZARD_TEST_STOP_AT", "")
         self.stop = int(stop) if stop else None
+        hold = os.environ.get("ZEROWIZARD_TEST_HOLD", "")
+        self.hold = (int(hold.split(":", 1)[0]), Path(hold.split(":", 1)[1])) if hold else None
 
     def on_step_end(self, args, state, control, **kw):
+        if self.hold and state.global_step == self.hold[0]:
+            deadline = time.time() + 600
+            while not self.hold[1].exists() and time.time() < deadline:
+                time.sleep(0.1)
         if self.crash and self.crash[0] == self.rank and state.global_step >= self.crash[1]:
             raise RuntimeError(f"injected crash on rank {self.rank} at step {state.global_step} (test hook)")
         if self.stop and state.global_step >= self.stop:

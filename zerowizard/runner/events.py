@@ -188,7 +188,7 @@ class EventWriter:
         if create_folder:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def emit(self, kind: str, /, **fields: Any) -> dict[str, Any]:
         """Write one event (keys per :data:`SCHEMAS`); OSError when the file cannot be written."""
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}; use one of {', '.join(KINDS)}")

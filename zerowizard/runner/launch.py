@@ -53,8 +53,23 @@ def run(opts: RunOptions) -> int:
     except OSError as exc:  # a fault no step caught: still one line, never a traceback
         report.error(faults.describe(exc))
         return 1
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback kept in a file
+        report.error(f"internal error ({type(exc).__name__}: {exc}); {_save_traceback()}")
+        return 1
     finally:
         printer.close()
+
+
+def _save_traceback() -> str:
+    import tempfile
+    import traceback
+
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="zerowizard-error-", suffix=".txt", delete=False) as fh:
+            fh.write(traceback.format_exc())
+        return f"the traceback is in {fh.name}; please report it"
+    except OSError:
+        return "please report it"
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,7 @@ class Run:
             report.error(str(exc))
             return 2
         except OSError as exc:
+            self.sink.attach(prep.workdir)  # the fault goes into the stream if it can be written
             return report.disk_fault(self.sink, None, prep.workdir, exc)
         try:
             self.sink.attach(prep.workdir)

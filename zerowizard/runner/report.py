@@ -32,7 +32,7 @@ class LauncherEvents:
     def attach(self, workdir: Path) -> None:
         self.writer = EventWriter(workdir / "events.jsonl", source="launcher", create_folder=False)
 
-    def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def emit(self, kind: str, /, **fields: Any) -> dict[str, Any]:
         ev = {"event": kind, "time": round(time.time(), 3), "source": "launcher", "v": EVENTS_VERSION, **fields}
         if self.writer is not None and self.leads:
             try:
@@ -48,8 +48,12 @@ class LauncherEvents:
 
     def _broken(self, exc: OSError) -> None:
         if self.broken is None and self.writer is not None:
-            self.broken = faults.describe(exc, self.writer.path)
-            print(f"zerowizard: the event stream cannot be written: {self.broken}", file=sys.stderr, flush=True)
+            self.broken = faults.what_went_wrong(exc.errno)[0] if exc.errno in faults.DISK_ERRNOS else exc.strerror
+            print(
+                f"zerowizard: the event stream {self.writer.path} cannot be written either ({self.broken})",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def error(line: str) -> None:
@@ -84,13 +88,13 @@ def disk_fault(sink: LauncherEvents, outcome: Outcome | None, workdir: Path, exc
         what, fix = faults.what_went_wrong(faults.probe_folder(workdir) or _errno_in(err))
         line = f"cannot write {path}: {what}; {fix}"
     error(line)
-    ckpt = last_checkpoint(workdir, outcome) if workdir.is_dir() else None
-    keep = (
-        f"the last complete checkpoint is kept: {ckpt} (--resume continues from it)"
-        if ckpt
-        else "no checkpoint was complete yet"
-    )
-    sink.printer.notice(keep)
+    if outcome is not None:  # during the run: what is left to resume from
+        ckpt = last_checkpoint(workdir, outcome)
+        sink.printer.notice(
+            f"the last complete checkpoint is kept: {ckpt} (--resume continues from it)"
+            if ckpt
+            else "no checkpoint was complete yet"
+        )
     rank = err.get("rank") if err else None
     sink.emit("error", rank=rank, error=line, kind="disk", path=path)
     sink.emit("end", status="failed", exit_code=1, rank=rank, error=line, kind="disk")

@@ -30,9 +30,27 @@ RESERVE_EVERY_S = 2.0
 
 
 class _LogTail:
+    """New lines of a rank's log. A traceback is shown by its last line only (the exception): the
+    whole of it stays in the log file and in the failure report's last lines."""
+
     def __init__(self, path: Path):
         self.path, self.partial = path, ""
         self.offset = path.stat().st_size if path.exists() else 0
+        self.in_traceback = False
+
+    def shown(self) -> list[str]:
+        out = []
+        for line in self.lines():
+            if line.startswith("Traceback (most recent call last)"):
+                self.in_traceback = True
+            elif self.in_traceback and (not line.strip() or line[0].isspace() or line.startswith("[rank")):
+                continue  # a frame, or torchrun's "[rankN]:" prefix of the same traceback
+            elif self.in_traceback:
+                self.in_traceback = False
+                out.append(line)
+            elif interesting(line):
+                out.append(line)
+        return out
 
     def lines(self) -> list[str]:
         try:
@@ -128,9 +146,8 @@ class Supervisor:
 
     def _pump(self, tail: EventTail, logtails: dict[int, _LogTail]) -> None:
         for r, t in logtails.items():
-            for line in t.lines():
-                if interesting(line):
-                    self.printer.log(r, line)
+            for line in t.shown():
+                self.printer.log(r, line)
         for ev in tail.poll():
             # one printer per job (N SLURM tasks must not print every line N times); the
             # launcher prints its own events as it writes them
