@@ -75,8 +75,12 @@ class StepEvent(_Common, total=False):
     tokens_seen: int
     elapsed_s: float
     eta_s: float | None
-    memory_bytes: list[int | None]  # per rank: GPU memory used (cuda) or resident set (cpu)
-    memory_kind: str  # "gpu" | "rss"
+    memory_bytes: list[int | None]  # per rank, as memory_kind says
+    memory_kind: str  # "cuda_max_allocated" (peak allocated by PyTorch) | "rss" (resident set, CPU)
+    step_times_s: list[float]  # wall seconds of each optimizer step since the last step event
+    peak_bytes_per_rank: list[int | None]  # per rank, as peak_kind says
+    peak_kind: str  # "cuda_max_reserved" | "rss_peak"
+    memory_detail: list[dict[str, Any] | None]  # per rank: zerowizard.runner.memlimit.measure()
 
 
 class CheckpointEvent(_Common, total=False):
@@ -95,8 +99,10 @@ class ErrorEvent(_Common, total=False):
     rank: int | None
     error: str  # one line
     traceback: str  # the tail of the rank's traceback
-    kind: str  # "oom" | "disk" | "launcher" | absent: any other exception
+    kind: str  # "oom" | "disk" | "crash" (any other exception)
     path: str | None  # the file or folder a disk fault is about
+    limit_bytes: int  # oom under --memory-limit: the rank's limit
+    peak_bytes: int | None  # oom under --memory-limit: the rank's peak (cgroup max usage)
 
 
 class FallbackEvent(_Common, total=False):
@@ -126,6 +132,12 @@ class EndEvent(_Common, total=False):
     rank: int | None  # failed: the rank that failed first
     error: str | None  # failed: one line
     kind: str  # failed: as ErrorEvent.kind
+    steps_timed: int  # completed: optimizer steps timed
+    step_s_first: float | None  # completed: the first step (warm-up included)
+    step_s_median: float | None  # completed: the median of the others
+    peak_bytes_per_rank: list[int | None]  # as in StepEvent
+    peak_kind: str
+    memory_detail: list[dict[str, Any] | None]
 
 
 SCHEMAS: dict[str, type] = {

@@ -82,6 +82,7 @@ class Prepared:
     data: dict[str, Any]
     slurm: dict[str, str] | None
     resume_from: Path | None
+    memory_limit: dict[str, Any] | None  # runner.json's memory_limit (a new cgroup token per attempt)
 
 
 class Run:
@@ -94,6 +95,7 @@ class Run:
     def main(self) -> int:
         from zerowizard.runner import faults, report
         from zerowizard.runner.lock import LockError, RunLock, job_key
+        from zerowizard.core.validation import InputError
         from zerowizard.runner.prepare import PrepareError
 
         for line in self.opts.changes:
@@ -104,7 +106,7 @@ class Run:
             return 2
         try:
             prep = self._prepare(analysis)
-        except PrepareError as exc:
+        except (PrepareError, InputError) as exc:
             report.error(str(exc))
             return 2
         top = self.opts.topology
@@ -142,7 +144,7 @@ class Run:
         return analysis
 
     def _prepare(self, analysis: Any) -> Prepared:
-        from zerowizard.runner import prepare
+        from zerowizard.runner import memlimit, prepare
 
         opts = self.opts
         self.sink.phase("prepare", "resolving the model and the data")
@@ -155,12 +157,13 @@ class Run:
         model_path, trust = prepare.resolve_model(analysis.model, None)
         data = prepare.resolve_data(opts.plan.data.path, opts.plan.data.format)
         slurm = prepare.slurm_env() if opts.launcher == "slurm" else None
+        limit = memlimit.limit_spec(opts.memory_limit_gib, analysis.hardware.accelerator)  # InputError
         resume_from = None
         if opts.resume:
             resume_from = prepare.latest_checkpoint(workdir)
             if resume_from is None:
                 raise prepare.PrepareError(f"--resume: no checkpoint in {workdir / 'checkpoints'}")
-        return Prepared(workdir.resolve(), model_path, trust, data, slurm, resume_from)
+        return Prepared(workdir.resolve(), model_path, trust, data, slurm, resume_from, limit)
 
     # ---- attempts -------------------------------------------------------------------------
     def _attempts(self, analysis: Any, prep: Prepared) -> int:
@@ -171,6 +174,8 @@ class Run:
         while True:
             self._write_files(plan, analysis, prep, resume_from, attempt)
             outcome, ranks = self._launch(analysis, prep, attempt)
+            if outcome.oom_killed is not None:  # the kernel ended a rank at its --memory-limit
+                outcome.error = self.sink.emit("error", **outcome.oom_killed)
             if outcome.signum is not None:
                 return report.interrupted(self.sink, outcome, prep.workdir)
             if outcome.rc == 0 and (outcome.ended is not None or not self.opts.leads):
@@ -189,7 +194,7 @@ class Run:
             return report.crashed(self.sink, outcome, prep.workdir, ranks)
 
     def _write_files(self, plan: Any, analysis: Any, prep: Prepared, resume_from: Path | None, attempt: int) -> None:
-        from zerowizard.runner import prepare
+        from zerowizard.runner import memlimit, prepare
         from zerowizard.runner.runspec import RunnerSpec
 
         selected = analysis.selected
@@ -202,6 +207,7 @@ class Run:
             "resume_from": str(resume_from) if resume_from else None,
             "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None,
             "attempt": attempt,
+            "memory_limit": {**prep.memory_limit, "token": memlimit.new_token()} if prep.memory_limit else None,
         }
         prepare.write_run_files(prep.workdir, plan, analysis.ds.config, spec)
 

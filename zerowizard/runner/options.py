@@ -60,7 +60,7 @@ class RunOptions:
     output: Path | None  # the run folder given (--output or the resumed run), else None: a new one
     resume: bool  # continue output's latest checkpoint
     on_oom: str = "retry"  # retry | stop
-    memory_limit_gib: float | None = None  # per-rank memory limit (probe's --memory-limit)
+    memory_limit_gib: float | None = None  # per-rank memory limit (--memory-limit)
     name: str = "run"  # a new run folder's name stem
     changes: tuple[str, ...] = ()  # one line per field the merge with the saved run changed
 
@@ -110,6 +110,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     opt("--save-steps", metavar="N", help="checkpoint every N steps (0: only at the end)")
     opt("--lr", metavar="LR", help="peak learning rate (0 or more)")
     opt("--logging-steps", metavar="N", help="a step event (loss, tokens/s, memory) every N steps (1 or more)")
+    opt(
+        "--memory-limit",
+        metavar="GiB",
+        help="cap each rank's memory as if the device had GiB (CUDA: allocator fraction; CPU: a cgroup)",
+    )
     opt(
         "--on-oom",
         choices=ON_OOM,
@@ -268,6 +273,12 @@ def build_run_options(args: argparse.Namespace, plan: Plan) -> RunOptions:
     launcher = getattr(args, "launcher", None) or "auto"
     top = _topology(args, launcher, errors)
     train = _train_values(args, errors)
+    limit = errors.number(
+        getattr(args, "memory_limit", None),
+        "--memory-limit",
+        "give GiB per rank, e.g. --memory-limit 24",
+        minimum=0.001,
+    )
     try:
         base, resume_dir, saved = _base_plan(args, plan, errors)
     except PrepareError as exc:
@@ -293,7 +304,7 @@ def build_run_options(args: argparse.Namespace, plan: Plan) -> RunOptions:
         output=output,
         resume=resume_dir is not None,
         on_oom=getattr(args, "on_oom", None) or "retry",
-        memory_limit_gib=getattr(args, "memory_limit", None),
+        memory_limit_gib=limit,
         name=_new_name(args, final),
         changes=tuple(plan_changes(saved, final)) if saved is not None else (),
     )

@@ -135,7 +135,7 @@ def crashed(sink: LauncherEvents, outcome: Outcome, workdir: Path, ranks: list[i
     if err and err.get("kind"):
         fields["kind"] = err["kind"]
     sink.emit("end", status="failed", **fields)
-    return rc or 1
+    return 1 if fields.get("kind") == "oom" else rc or 1
 
 
 def summary(printer: Printer, workdir: Path) -> None:

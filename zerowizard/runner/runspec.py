@@ -19,6 +19,12 @@ class DataSource(TypedDict):
     hub: bool
 
 
+class MemoryLimit(TypedDict):
+    bytes: int  # per rank
+    gib: float  # as given
+    token: str  # names this launch's cgroups (CPU), new for every attempt
+
+
 class RunnerSpec(TypedDict, total=False):
     v: int  # SPEC_VERSION
     model_path: str  # a directory or a hub id for from_pretrained
@@ -29,6 +35,7 @@ class RunnerSpec(TypedDict, total=False):
     resume_from: str | None  # the checkpoint folder to continue from
     predicted_per_gpu_bytes: int | None  # the memory model's figure for the selected variant
     attempt: int  # 1; 2, 3, ... after an out-of-memory fallback
+    memory_limit: MemoryLimit | None  # run --memory-limit (zerowizard.runner.memlimit)
     # filled in by the rank while it runs (never written back)
     zero3_partitioned: bool
     setup_phases_s: dict[str, float]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zerowizard.runner import faults, lifeline
+from zerowizard.runner import faults, lifeline, memlimit
 from zerowizard.runner.events import EventTail
 from zerowizard.runner.headless import Printer, interesting
 
@@ -102,6 +102,7 @@ class Outcome:
     ended: dict[str, Any] | None = None  # rank 0's end event
     signum: int | None = None  # the signal that stopped the launcher
     checkpoints: tuple[str, ...] = ()  # complete checkpoints reported by this launch
+    oom_killed: dict[str, Any] | None = None  # error fields for a rank the kernel OOM-killed (--memory-limit)
 
 
 class Supervisor:
@@ -139,10 +140,14 @@ class Supervisor:
                     preexec_fn=lifeline.preexec(parent=os.getpid()),
                 )
                 rc = self._loop(proc, tail, logtails)
+                # a rank the kernel OOM-killed in its --memory-limit cgroup wrote nothing: that is the
+                # cause (the other ranks' errors on the closed connection follow from it)
+                killed = memlimit.oom_error_fields(self.workdir) if rc != 0 else None
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-        return Outcome(rc, self.error, self.ended, self.signum, tuple(self.checkpoints))
+            memlimit.cleanup(self.workdir)  # --memory-limit: the ranks' cgroups, once they have gone
+        return Outcome(rc, self.error, self.ended, self.signum, tuple(self.checkpoints), killed)
 
     def _pump(self, tail: EventTail, logtails: dict[int, _LogTail]) -> None:
         for r, t in logtails.items():

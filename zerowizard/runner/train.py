@@ -15,7 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
-from zerowizard.runner import lifeline
+from zerowizard.runner import lifeline, memlimit
 from zerowizard.runner.events import EventWriter
 
 
@@ -203,7 +203,8 @@ def _report(events: EventWriter, rank: int, exc: BaseException) -> None:
     from zerowizard.runner import faults
 
     fields: dict = {"rank": rank, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
-    if faults.is_disk_error(exc) or faults.disk_fault_in(str(exc)):
+    fields["kind"] = memlimit.error_kind(exc)  # oom | crash
+    if fields["kind"] != memlimit.OOM and (faults.is_disk_error(exc) or faults.disk_fault_in(str(exc))):
         fields.update(kind="disk", path=getattr(exc, "filename", None) or faults.path_in(str(exc)))
     with contextlib.suppress(OSError):
         events.emit("error", **fields)
@@ -245,6 +246,7 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
         tok.chat_template = CHAT_TEMPLATE
     phases.begin("data", f"reading and tokenizing {spec['data']['path']} (sequence length {plan.batch.seq_len})")
     examples = load_data(spec, plan, tok)
+    memlimit.apply_before_model(spec, ds_config, rank, workdir)  # --memory-limit: before the model loads
     zero3 = ds_config.get("zero_optimization", {}).get("stage") == 3
     phases.begin("model", f"loading the model {spec['model_path']}" + (", partitioned (ZeRO-3)" if zero3 else ""))
     model = load_model(spec, plan, ds_config, precision)
