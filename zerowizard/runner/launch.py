@@ -93,9 +93,9 @@ class Run:
         self.sink = LauncherEvents(printer, leads=opts.leads)
 
     def main(self) -> int:
+        from zerowizard.core.validation import InputError
         from zerowizard.runner import faults, report
         from zerowizard.runner.lock import LockError, RunLock, job_key
-        from zerowizard.core.validation import InputError
         from zerowizard.runner.prepare import PrepareError
 
         for line in self.opts.changes:
