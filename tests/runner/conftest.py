@@ -74,8 +74,16 @@ def assert_no_orphans(workdir: Path, wait: float = 3.0) -> None:
 
 
 def check_ok(res: subprocess.CompletedProcess, workdir: Path) -> list[dict]:
+    """A completed run: every event follows its schema, start-up phases lead to the start; returns
+    the events other than phases (start ... end)."""
+    from zerowizard.runner.events import schema_problems
+
     assert res.returncode == 0, f"exit {res.returncode}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     evs = events(workdir)
+    assert [p for e in evs for p in schema_problems(e)] == []
+    before = evs[: [e["event"] for e in evs].index("start")]
+    assert [e["phase"] for e in before][-1:] == ["ready"], before  # start-up was visible to its end
+    evs = [e for e in evs if e["event"] != "phase"]
     kinds = [e["event"] for e in evs]
     assert kinds[0] == "start" and kinds[-1] == "end", kinds
     assert evs[-1]["status"] == "completed"

@@ -163,7 +163,7 @@ class Run:
             resume_from = prepare.latest_checkpoint(workdir)
             if resume_from is None:
                 raise prepare.PrepareError(f"--resume: no checkpoint in {workdir / 'checkpoints'}")
-        return Prepared(workdir.resolve(), model_path, trust, data, slurm, resume_from, limit)
+        return Prepared(workdir.resolve(), model_path, trust, data, slurm, resume_from and resume_from.resolve(), limit)
 
     # ---- attempts -------------------------------------------------------------------------
     def _attempts(self, analysis: Any, prep: Prepared) -> int:
@@ -184,8 +184,8 @@ class Run:
                 return 0
             if outcome.error is not None and outcome.error.get("kind") == "oom":
                 nxt = self._fallback(plan, analysis, outcome, prep, attempt)
-                if nxt is None:
-                    return report.crashed(self.sink, outcome, prep.workdir, ranks)
+                if isinstance(nxt, str):
+                    return report.out_of_memory(self.sink, outcome, attempt - 1, nxt)
                 plan, analysis, resume_from = nxt
                 attempt += 1
                 continue
@@ -240,26 +240,25 @@ class Run:
         return faults.probe_folder(workdir) is not None
 
     def _fallback(self, plan: Any, analysis: Any, outcome: Any, prep: Prepared, attempt: int) -> Any:
-        """(plan, analysis, checkpoint) for the next attempt after an out-of-memory error, or None."""
+        """(plan, analysis, checkpoint) for the next attempt after an out-of-memory error, or, when there
+        is none, why not (one line for the report)."""
         from zerowizard.runner import oom, report
 
-        err = outcome.error or {}
-        where = f"rank {err.get('rank')}" if err.get("rank") is not None else "a rank"
         nxt = oom.next_fallback(plan, analysis)
-        if self.opts.on_oom != "retry" or not self._can_restart():
-            hint = f"; --on-oom retry would try: {nxt.change}" if nxt and self.opts.on_oom != "retry" else ""
-            self.printer.notice(f"{where} ran out of memory (--on-oom {self.opts.on_oom}){hint}")
-            return None
         if nxt is None:
-            self.printer.notice(
-                f"{where} ran out of memory with micro batch {plan.batch.micro_batch} and "
-                f"{analysis.selected.variant.label if analysis.selected else 'this variant'}, the last variant "
-                "that could help: give up. Use more GPUs or nodes, a shorter --seq-len, gradient checkpointing, "
-                "or LoRA/QLoRA"
+            label = analysis.selected.variant.label if analysis.selected else "this ZeRO variant"
+            return (
+                f"nothing smaller is left to try (micro batch {plan.batch.micro_batch}, {label}): use more GPUs "
+                "or nodes, a shorter --seq-len, gradient checkpointing, or LoRA/QLoRA"
             )
-            return None
+        if self.opts.on_oom != "retry":
+            return f"--on-oom stop; --on-oom retry would restart with {nxt.change}"
+        if not self._can_restart():
+            return (
+                f"the launchers of a {self.opts.launcher} job on several nodes cannot restart each other; run it "
+                f"again with {oom.flags(plan, nxt)}"
+            )
         ckpt = report.last_checkpoint(prep.workdir, outcome) or prep.resume_from
-        world = analysis.hardware.world_size
         self.sink.emit(
             "fallback",
             reason="oom",
@@ -267,7 +266,7 @@ class Run:
             change=nxt.change,
             micro_batch=nxt.plan.batch.micro_batch,
             grad_accum=nxt.plan.batch.grad_accum,
-            global_batch=oom.global_batch(nxt.plan, world),
+            global_batch=oom.global_batch(nxt.plan, analysis.hardware.world_size),
             variant=nxt.variant,
             resume_from=str(ckpt) if ckpt else None,
         )

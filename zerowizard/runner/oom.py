@@ -48,6 +48,14 @@ def _halve(plan: Plan) -> tuple[Plan, str]:
     return update(plan, "batch", micro_batch=micro, grad_accum=accum), change
 
 
+def flags(plan: Plan, nxt: Fallback) -> str:
+    """The command-line flags that select ``nxt`` (for a job the launcher cannot restart itself)."""
+    b, n = plan.batch, nxt.plan.batch
+    if (b.micro_batch, b.grad_accum) != (n.micro_batch, n.grad_accum):
+        return f"--micro-batch {n.micro_batch} --grad-accum {n.grad_accum}"
+    return nxt.analysis.selected.variant.flags if nxt.analysis.selected else nxt.change
+
+
 def _variant(a: Analysis) -> Variant | None:
     return a.selected.variant if a.selected is not None else None
 

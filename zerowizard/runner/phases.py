@@ -25,16 +25,25 @@ class Phases:
         self.at = started
         self.seconds: dict[str, float] = {}
 
-    def begin(self, phase: str, message: str) -> None:
-        now = time.time()
+    def _close(self, now: float) -> None:
         if self.current is not None:
             self.seconds[self.current] = round(self.seconds.get(self.current, 0.0) + now - self.at, 2)
-        self.current, self.message, self.at = phase, message, now
+        self.at = now
+
+    def begin(self, phase: str, message: str) -> None:
+        now = time.time()
+        self._close(now)
+        self.current, self.message = phase, message
         if self.writer is not None:
             with contextlib.suppress(OSError):  # a full disk is reported by whatever fails next
                 self.writer.emit(
                     "phase", phase=phase, message=message, rank=self.rank, elapsed_s=round(now - self.started, 2)
                 )
+
+    def resume(self, phase: str, message: str) -> None:
+        """Back to an earlier phase, silently (the user saw it begin)."""
+        self._close(time.time())
+        self.current, self.message = phase, message
 
     def end(self) -> dict[str, float]:
         """The seconds per phase so far (the current one included)."""
@@ -78,7 +87,7 @@ def watch_op_builds(phases: Phases) -> None:
         finally:
             phases.begin("op", f"DeepSpeed op {name} ready after {time.time() - t0:.0f}s")
             if before[0] is not None:
-                phases.begin(before[0], before[1])
+                phases.resume(before[0], before[1])
 
     jit_load._zerowizard = True  # type: ignore[attr-defined]
     OpBuilder.jit_load = jit_load  # type: ignore[method-assign]

@@ -114,6 +114,17 @@ def _errno_in(err: dict[str, Any] | None) -> int | None:
     return errno.EROFS if "Read-only" in text else errno.EACCES if "Permission denied" in text else None
 
 
+def out_of_memory(sink: LauncherEvents, outcome: Outcome, fallbacks: int, why: str) -> int:
+    """A rank ran out of memory and the run stops: one line with what was tried and what is left."""
+    err = outcome.error or {}
+    rank = err.get("rank")
+    who = f"rank {rank}" if rank is not None else "a rank"
+    after = f" after {fallbacks} smaller attempt{'s' if fallbacks > 1 else ''}" if fallbacks else ""
+    error(f"out of memory: {who}{after}; {why}")
+    sink.emit("end", status="failed", exit_code=1, rank=rank, error=err.get("error"), kind="oom")
+    return 1
+
+
 def crashed(sink: LauncherEvents, outcome: Outcome, workdir: Path, ranks: list[int]) -> int:
     """A rank failed: which one, its error, the last lines of its log; ``end`` failed."""
     rc, err = outcome.rc, outcome.error
@@ -124,7 +135,7 @@ def crashed(sink: LauncherEvents, outcome: Outcome, workdir: Path, ranks: list[i
                 rank = r
                 break
     out = sink.printer
-    out.notice(f"training failed (exit {rc})" + (f" on rank {rank}" if rank is not None else ""))
+    out.notice("training failed" + (f" (exit {rc})" if rc else "") + (f" on rank {rank}" if rank is not None else ""))
     if err:
         out.notice(f"error: {err.get('error')}")
     src = workdir / "logs" / (f"rank{rank}.log" if rank is not None else "launcher.log")
