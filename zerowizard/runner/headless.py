@@ -122,7 +122,7 @@ class RichPrinter:
 
     def __init__(self, stream: TextIO | None = None):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
         self.console = Console(file=stream or sys.stdout)
         self.progress = Progress(
@@ -135,7 +135,7 @@ class RichPrinter:
             console=self.console,
             transient=False,
         )
-        self.task = None
+        self.task: TaskID | None = None
 
     def notice(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False)

@@ -20,14 +20,21 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from zerowizard.runner.options import LAUNCHERS, WORK_DIRS, RunOptions, Topology, add_run_arguments
+
+if TYPE_CHECKING:
+    from zerowizard.core.analysis import Analysis
+    from zerowizard.core.plan import Plan
+    from zerowizard.runner.headless import Printer
+    from zerowizard.runner.runspec import MemoryLimit
+    from zerowizard.runner.supervise import Outcome
 
 __all__ = ["LAUNCHERS", "add_run_arguments", "run", "run_headless"]
 
 
-def run_headless(plan: Any, args: argparse.Namespace) -> int:
+def run_headless(plan: Plan, args: argparse.Namespace) -> int:
     """The ``run`` command: options from the flags, then :func:`run`."""
     from zerowizard.core.plan import PlanError
     from zerowizard.runner import report
@@ -82,11 +89,11 @@ class Prepared:
     data: dict[str, Any]
     slurm: dict[str, str] | None
     resume_from: Path | None
-    memory_limit: dict[str, Any] | None  # runner.json's memory_limit (a new cgroup token per attempt)
+    memory_limit: MemoryLimit | None  # runner.json's memory_limit (a new cgroup token per attempt)
 
 
 class Run:
-    def __init__(self, opts: RunOptions, printer: Any):
+    def __init__(self, opts: RunOptions, printer: Printer):
         from zerowizard.runner.report import LauncherEvents
 
         self.opts, self.printer = opts, printer
@@ -131,7 +138,7 @@ class Run:
         finally:
             lock.release()
 
-    def _check(self, plan: Any) -> Any:
+    def _check(self, plan: Plan) -> Analysis | None:
         from zerowizard.core.analysis import analyze
         from zerowizard.runner import report
 
@@ -143,7 +150,7 @@ class Run:
             return None
         return analysis
 
-    def _prepare(self, analysis: Any) -> Prepared:
+    def _prepare(self, analysis: Analysis) -> Prepared:
         from zerowizard.runner import memlimit, prepare
 
         opts = self.opts
@@ -157,7 +164,7 @@ class Run:
         model_path, trust = prepare.resolve_model(analysis.model, None)
         data = prepare.resolve_data(opts.plan.data.path, opts.plan.data.format)
         slurm = prepare.slurm_env() if opts.launcher == "slurm" else None
-        limit = memlimit.limit_spec(opts.memory_limit_gib, analysis.hardware.accelerator)  # InputError
+        limit = cast("MemoryLimit | None", memlimit.limit_spec(opts.memory_limit_gib, analysis.hardware.accelerator))
         resume_from = None
         if opts.resume:
             resume_from = prepare.latest_checkpoint(workdir)
@@ -166,7 +173,7 @@ class Run:
         return Prepared(workdir.resolve(), model_path, trust, data, slurm, resume_from and resume_from.resolve(), limit)
 
     # ---- attempts -------------------------------------------------------------------------
-    def _attempts(self, analysis: Any, prep: Prepared) -> int:
+    def _attempts(self, analysis: Analysis, prep: Prepared) -> int:
         from zerowizard.core.plan import update
         from zerowizard.runner import report
 
@@ -193,7 +200,9 @@ class Run:
                 return report.disk_fault(self.sink, outcome, prep.workdir)
             return report.crashed(self.sink, outcome, prep.workdir, ranks)
 
-    def _write_files(self, plan: Any, analysis: Any, prep: Prepared, resume_from: Path | None, attempt: int) -> None:
+    def _write_files(
+        self, plan: Plan, analysis: Analysis, prep: Prepared, resume_from: Path | None, attempt: int
+    ) -> None:
         from zerowizard.runner import memlimit, prepare
         from zerowizard.runner.runspec import RunnerSpec
 
@@ -209,9 +218,10 @@ class Run:
             "attempt": attempt,
             "memory_limit": {**prep.memory_limit, "token": memlimit.new_token()} if prep.memory_limit else None,
         }
+        assert analysis.ds is not None  # an analysis without errors has its DeepSpeed JSON
         prepare.write_run_files(prep.workdir, plan, analysis.ds.config, spec)
 
-    def _launch(self, analysis: Any, prep: Prepared, attempt: int) -> tuple[Any, list[int]]:
+    def _launch(self, analysis: Analysis, prep: Prepared, attempt: int) -> tuple[Outcome, list[int]]:
         from zerowizard.runner.supervise import Supervisor
 
         hw = analysis.hardware
@@ -231,7 +241,7 @@ class Run:
         self.sink.phase("launch", f"starting {how}")
         return Supervisor(cmd, env, prep.workdir, self.printer, ranks, leads=self.opts.leads).run(), ranks
 
-    def _disk_fault(self, outcome: Any, workdir: Path) -> bool:
+    def _disk_fault(self, outcome: Outcome, workdir: Path) -> bool:
         from zerowizard.runner import faults
 
         err = outcome.error or {}
@@ -239,7 +249,9 @@ class Run:
             return True
         return faults.probe_folder(workdir) is not None
 
-    def _fallback(self, plan: Any, analysis: Any, outcome: Any, prep: Prepared, attempt: int) -> Any:
+    def _fallback(
+        self, plan: Plan, analysis: Analysis, outcome: Outcome, prep: Prepared, attempt: int
+    ) -> tuple[Plan, Analysis, Path | None] | str:
         """(plan, analysis, checkpoint) for the next attempt after an out-of-memory error, or, when there
         is none, why not (one line for the report)."""
         from zerowizard.runner import oom, report

@@ -90,4 +90,4 @@ def watch_op_builds(phases: Phases) -> None:
                 phases.resume(before[0], before[1])
 
     jit_load._zerowizard = True  # type: ignore[attr-defined]
-    OpBuilder.jit_load = jit_load  # type: ignore[method-assign]
+    OpBuilder.jit_load = jit_load

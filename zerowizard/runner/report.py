@@ -152,7 +152,7 @@ def crashed(sink: LauncherEvents, outcome: Outcome, workdir: Path, ranks: list[i
 def summary(printer: Printer, workdir: Path) -> None:
     events = read_events(workdir / "events.jsonl")
     steps = [e for e in events if e.get("event") == "step"]
-    end = next((e for e in reversed(events) if e.get("event") == "end"), {})
+    end: dict[str, Any] = next((e for e in reversed(events) if e.get("event") == "end"), {})
     ckpts = [e["path"] for e in events if e.get("event") == "checkpoint"]
     if steps:
         printer.notice(f"loss {steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f} over {steps[-1]['step']} steps")

@@ -51,4 +51,4 @@ def read_spec(workdir: Path) -> RunnerSpec:
     raw: Any = json.loads((workdir / SPEC_NAME).read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ValueError(f"{workdir / SPEC_NAME}: expected a JSON object")
-    return RunnerSpec(**raw)  # type: ignore[typeddict-item]
+    return RunnerSpec(**raw)
