@@ -57,26 +57,11 @@ def run(opts: RunOptions) -> int:
     printer = make_printer()
     try:
         return Run(opts, printer).main()
-    except OSError as exc:  # a fault no step caught: still one line, never a traceback
+    except OSError as exc:  # a fault no step caught: one line (a bug goes to cli.main's crash guard)
         report.error(faults.describe(exc))
-        return 1
-    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback kept in a file
-        report.error(f"internal error ({type(exc).__name__}: {exc}); {_save_traceback()}")
         return 1
     finally:
         printer.close()
-
-
-def _save_traceback() -> str:
-    import tempfile
-    import traceback
-
-    try:
-        with tempfile.NamedTemporaryFile("w", prefix="zerowizard-error-", suffix=".txt", delete=False) as fh:
-            fh.write(traceback.format_exc())
-        return f"the traceback is in {fh.name}; please report it"
-    except OSError:
-        return "please report it"
 
 
 @dataclass(frozen=True)
