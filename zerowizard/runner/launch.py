@@ -251,10 +251,9 @@ class Run:
         if self.opts.on_oom != "retry":
             return f"--on-oom stop; --on-oom retry would restart with {nxt.change}"
         if not self._can_restart():
-            return (
-                f"the launchers of a {self.opts.launcher} job on several nodes cannot restart each other; run it "
-                f"again with {oom.flags(plan, nxt)}"
-            )
+            each = "SLURM task" if self.opts.launcher == "slurm" else "node"
+            again = oom.flags(plan, nxt)
+            return f"this job has a launcher per {each}, which cannot restart the others; run it again with {again}"
         ckpt = report.last_checkpoint(prep.workdir, outcome) or prep.resume_from
         self.sink.emit(
             "fallback",

@@ -112,11 +112,12 @@ class RunLock:
                         time.sleep(0.05)
                         continue
                     if self.leads or other.job != self.job:
-                        self._refuse(other, other.pid_alive() if other.pid_alive() is None else True)
+                        self._refuse(other, True if other.host == socket.gethostname() else None)
                     os.close(fd)
                     return  # a follower of the live job: joins without the lock
                 if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
-                    continue  # the file was replaced between open and flock: try again
+                    os.close(fd)  # the file was replaced between open and flock: try again
+                    continue
             except FileNotFoundError:
                 os.close(fd)
                 continue
