@@ -63,3 +63,47 @@ def test_rank_chatter_and_tracebacks_stay_in_the_log(tmp_path):
         "OSError: [Errno 28] No space left on device\nafter\n"
     )
     assert tail.shown() == ["loading", "OSError: [Errno 28] No space left on device", "after"]
+
+
+def _keys_read(func: ast.AST, name: str = "ev") -> set[str]:
+    """Every ``ev["key"]`` and ``ev.get("key")`` in a function."""
+    keys = set()
+    for node in ast.walk(func):
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == name:
+            if isinstance(node.slice, ast.Constant):
+                keys.add(node.slice.value)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == name
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            keys.add(node.args[0].value)
+    return keys
+
+
+def test_the_headless_printer_reads_only_keys_of_the_schema():
+    from zerowizard.runner import headless
+
+    tree = ast.parse(Path(headless.__file__).read_text())
+    by_type = {cls.__name__: kind for kind, cls in SCHEMAS.items()}
+    checked = 0
+    for fn in (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.args.args):
+        ann = fn.args.args[0].annotation
+        if isinstance(ann, ast.Name) and ann.id in by_type:
+            assert _keys_read(fn) <= schema_keys(by_type[ann.id]), fn.name
+            checked += 1
+    assert checked == len(SCHEMAS)
+
+
+def test_the_tui_run_screen_reads_only_keys_of_the_schema():
+    import zerowizard.tui.screens.run_screen as screen
+
+    tree = ast.parse(Path(screen.__file__).read_text())
+    every = set().union(*(schema_keys(k) for k in SCHEMAS))
+    funcs = [fn for fn in ast.walk(tree) if isinstance(fn, ast.FunctionDef)]
+    read = set().union(*(_keys_read(fn, var) for fn in funcs for var in ("ev", "end", "s")))  # events it holds
+    assert read and read <= every, read - every

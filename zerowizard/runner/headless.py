@@ -6,8 +6,19 @@ Both printers consume the same events (see :mod:`zerowizard.runner.events`) plus
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TextIO
+
+from zerowizard.runner.events import (
+    CheckpointEvent,
+    EndEvent,
+    ErrorEvent,
+    EvalEvent,
+    FallbackEvent,
+    PhaseEvent,
+    StartEvent,
+    StepEvent,
+)
 
 # Rank log lines kept in logs/rankN.log but not shown (headless output, the TUI's log pane):
 # progress bars, the Trainer's own dict logs, deprecation warnings, and the harmless start-up
@@ -45,59 +56,90 @@ def interesting(line: str) -> bool:
     return bool(line.strip()) and not any(n in line for n in _NOISE)
 
 
-def _fmt_s(seconds) -> str:
+def _fmt_s(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     seconds = int(seconds)
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def _gib(b) -> str:
+def _gib(b: int | None) -> str:
     return "?" if b is None else f"{b / 2**30:.2f}"
 
 
+# One formatter per kind, typed with its TypedDict (zerowizard.runner.events): a key the schema does
+# not have is a type error here, as it is in the writers.
+
+
+def _phase(ev: PhaseEvent) -> str:
+    who = "launcher" if ev.get("rank") is None else f"rank {ev.get('rank')}"
+    return f"[{who} {_fmt_s(ev.get('elapsed_s'))}] {ev.get('message')}"
+
+
+def _fallback(ev: FallbackEvent) -> str:
+    return f"out of memory: attempt {ev.get('attempt')}: {ev.get('change')} (global batch {ev.get('global_batch')})"
+
+
+def _start(ev: StartEvent) -> str:
+    pred = ev.get("predicted_per_gpu_bytes")
+    extra = f", predicted {_gib(pred)} GiB per device" if pred else ""
+    resumed = f", resumed from {ev.get('resumed_from')}" if ev.get("resumed_from") else ""
+    return (
+        f"start: world size {ev.get('world_size')}, {ev.get('accelerator')} "
+        f"{ev.get('precision')}, {ev.get('total_steps')} steps{extra}{resumed} "
+        f"(set-up {ev.get('setup_s')}s)"
+    )
+
+
+def _step(ev: StepEvent) -> str:
+    mem = ",".join(_gib(m) for m in ev.get("memory_bytes") or [])
+    gn, lr = ev.get("grad_norm"), ev.get("learning_rate")
+    return (
+        f"step {ev['step']}/{ev['total_steps']} epoch {ev.get('epoch', 0):.2f} "
+        f"loss {ev['loss']:.4f} lr {lr if lr is None else f'{lr:.2e}'} "
+        f"grad {gn if gn is None else f'{gn:.3f}'} tok/s {ev.get('tokens_per_s', 0):.0f} "
+        f"eta {_fmt_s(ev.get('eta_s'))} mem GiB [{mem}]"
+    )
+
+
+def _checkpoint(ev: CheckpointEvent) -> str:
+    return f"checkpoint at step {ev['step']}: {ev['path']}"
+
+
+def _eval(ev: EvalEvent) -> str:
+    return f"eval at step {ev['step']}: {ev.get('metrics')}"
+
+
+def _error(ev: ErrorEvent) -> str:
+    who = "the launcher" if ev.get("rank") is None else f"rank {ev.get('rank')}"
+    return f"error on {who}: {ev.get('error')}"
+
+
+def _end(ev: EndEvent) -> str:
+    if ev.get("status") != "completed" and ev.get("step") is None:
+        return f"end: {ev.get('status')}" + (f": {ev.get('error')}" if ev.get("error") else "")
+    return (
+        f"end: {ev.get('status')} at step {ev.get('step')}/{ev.get('total_steps')}, "
+        f"loss {ev.get('loss')}, {ev.get('elapsed_s')}s"
+    )
+
+
+_LINES: dict[str, Callable[[Any], str]] = {
+    "phase": _phase,
+    "fallback": _fallback,
+    "start": _start,
+    "step": _step,
+    "checkpoint": _checkpoint,
+    "eval": _eval,
+    "error": _error,
+    "end": _end,
+}
+
+
 def describe(ev: Mapping[str, Any]) -> str:
-    """One plain line for an event."""
-    kind = ev.get("event")
-    if kind == "phase":
-        who = "launcher" if ev.get("rank") is None else f"rank {ev.get('rank')}"
-        return f"[{who} {_fmt_s(ev.get('elapsed_s'))}] {ev.get('message')}"
-    if kind == "fallback":
-        return f"out of memory: attempt {ev.get('attempt')}: {ev.get('change')} (global batch {ev.get('global_batch')})"
-    if kind == "start":
-        pred = ev.get("predicted_per_gpu_bytes")
-        extra = f", predicted {_gib(pred)} GiB per device" if pred else ""
-        resumed = f", resumed from {ev['resumed_from']}" if ev.get("resumed_from") else ""
-        return (
-            f"start: world size {ev.get('world_size')}, {ev.get('accelerator')} "
-            f"{ev.get('precision')}, {ev.get('total_steps')} steps{extra}{resumed} "
-            f"(set-up {ev.get('setup_s')}s)"
-        )
-    if kind == "step":
-        mem = ",".join(_gib(m) for m in ev.get("memory_bytes") or [])
-        gn = ev.get("grad_norm")
-        lr = ev.get("learning_rate")
-        return (
-            f"step {ev['step']}/{ev['total_steps']} epoch {ev.get('epoch', 0):.2f} "
-            f"loss {ev['loss']:.4f} lr {lr if lr is None else f'{lr:.2e}'} "
-            f"grad {gn if gn is None else f'{gn:.3f}'} tok/s {ev.get('tokens_per_s', 0):.0f} "
-            f"eta {_fmt_s(ev.get('eta_s'))} mem GiB [{mem}]"
-        )
-    if kind == "checkpoint":
-        return f"checkpoint at step {ev['step']}: {ev['path']}"
-    if kind == "eval":
-        return f"eval at step {ev['step']}: {ev.get('metrics')}"
-    if kind == "error":
-        who = "the launcher" if ev.get("rank") is None else f"rank {ev.get('rank')}"
-        return f"error on {who}: {ev.get('error')}"
-    if kind == "end":
-        if ev.get("status") != "completed" and ev.get("step") is None:
-            return f"end: {ev.get('status')}" + (f": {ev['error']}" if ev.get("error") else "")
-        return (
-            f"end: {ev.get('status')} at step {ev.get('step')}/{ev.get('total_steps')}, "
-            f"loss {ev.get('loss')}, {ev.get('elapsed_s')}s"
-        )
-    return str(ev)
+    """One plain line for an event (any event of :data:`zerowizard.runner.events.SCHEMAS`)."""
+    line = _LINES.get(str(ev.get("event")))
+    return line(ev) if line else str(dict(ev))
 
 
 class PlainPrinter:
