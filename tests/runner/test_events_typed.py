@@ -69,9 +69,9 @@ def _keys_read(func: ast.AST, name: str = "ev") -> set[str]:
     """Every ``ev["key"]`` and ``ev.get("key")`` in a function."""
     keys = set()
     for node in ast.walk(func):
-        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == name:
-            if isinstance(node.slice, ast.Constant):
-                keys.add(node.slice.value)
+        sub = isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == name
+        if sub and isinstance(node.slice, ast.Constant):
+            keys.add(node.slice.value)
         if (
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
