@@ -14,6 +14,7 @@ For each run of `zerowizard run --headless` (the tiny default, two CPU ranks, a 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 import statistics
@@ -75,7 +76,7 @@ def one_run(kill: bool) -> dict:
     step_at = next((t for t, line in lines if line.startswith("step ")), None)
     rank_at = next((t for t, line in lines if line.startswith("[rank 0")), None)
     before = [0.0] + [t for t, _ in lines if step_at is None or t <= step_at]
-    gaps = [b - a for a, b in zip(before, before[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(before)]
     result.update(
         first_line_s=lines[0][0] if lines else None,
         first_rank_phase_s=rank_at,
@@ -97,12 +98,16 @@ def main() -> None:
     def med(key: str) -> float:
         return statistics.median(r[key] for r in rows if r.get(key) is not None)
 
-    print(f"median: first line {med('first_line_s'):.2f}s, first rank phase {med('first_rank_phase_s'):.1f}s, "
-          f"first step {med('first_step_s'):.1f}s, longest silence before it {med('longest_silence_s'):.1f}s "
-          f"({med('longest_silence_s') / med('first_step_s'):.2f} of the start-up)")
+    print(
+        f"median: first line {med('first_line_s'):.2f}s, first rank phase {med('first_rank_phase_s'):.1f}s, "
+        f"first step {med('first_step_s'):.1f}s, longest silence before it {med('longest_silence_s'):.1f}s "
+        f"({med('longest_silence_s') / med('first_step_s'):.2f} of the start-up)"
+    )
     if args.kill:
-        print(f"kill -9 of the launcher: every process of the run gone after {med('gone_s'):.2f}s (median), "
-              f"{max(r['gone_s'] for r in rows):.2f}s at most; processes left: {max(r['left'] for r in rows)}")
+        print(
+            f"kill -9 of the launcher: every process of the run gone after {med('gone_s'):.2f}s (median), "
+            f"{max(r['gone_s'] for r in rows):.2f}s at most; processes left: {max(r['left'] for r in rows)}"
+        )
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
