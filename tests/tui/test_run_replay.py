@@ -72,6 +72,18 @@ async def test_a_stop_before_any_checkpoint_says_so(make, tmp_path):
         assert "last checkpoint: step 5" in status(screen)
 
 
+async def test_start_up_phases_show_in_the_status(make, tmp_path):
+    """The runner's phase events (zerowizard.runner.phases) say what the start-up is doing."""
+    events = [
+        {"event": "phase", "source": "launcher", "phase": "launch", "message": "starting 2 ranks", "rank": None},
+        {"event": "phase", "source": "rank0", "phase": "op", "message": "building DeepSpeed op shm_comm", "rank": 0},
+    ]
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await replay(app, pilot, events, tmp_path / "run")
+        assert "building DeepSpeed op shm_comm" in status(screen)
+
+
 async def test_a_crash_during_start_up_stops_the_bar_pulsing(make, tmp_path):
     events = [
         {"event": "error", "rank": 0, "error": "RuntimeError: injected"},

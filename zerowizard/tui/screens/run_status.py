@@ -73,8 +73,11 @@ class RunRecord:
             self.final_model = ev.get("final_model")
             if ev.get("error") and not self.error:
                 self.error = str(ev["error"])
-        elif kind == "phase" or ev.get("phase"):
-            self.phase = str(ev.get("phase") or ev.get("name") or ev.get("message") or "")
+        elif kind == "phase":  # start-up progress (zerowizard.runner.phases): the message is for people
+            self.phase = str(ev.get("message") or ev.get("phase") or "")
+        elif kind == "fallback":  # out of memory: the launcher restarts with a smaller footprint
+            self.phase = f"out of memory: attempt {ev.get('attempt', '?')} with {ev.get('change') or 'less memory'}"
+            self.step = None
 
     def finish(self, returncode: int | None, stopping: bool) -> None:
         """The runner exited: completed, stopped (SIGINT) or crashed."""
