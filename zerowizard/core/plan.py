@@ -114,6 +114,9 @@ class TrainSection:
     learning_rate: float = _f(2e-4, "peak learning rate", minimum=0.0, kind=float)
     warmup_ratio: float = _f(0.03, "share of steps spent warming up", minimum=0.0, kind=float)
     save_steps: int = _f(0, "checkpoint every N optimizer steps (0: only at the end)", minimum=0, kind=int)
+    save_total_limit: int = _f(
+        0, "keep the newest N intact checkpoints, delete older ones (0: keep all)", minimum=0, kind=int
+    )
     logging_steps: int = _f(1, "log every N optimizer steps", minimum=1, kind=int)
     seed: int = _f(42, "random seed", minimum=0, kind=int)
 

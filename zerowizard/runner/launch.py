@@ -135,12 +135,14 @@ def run_headless(plan, args) -> int:
     top = topology(args)
     nproc = top["nproc"] or hw.gpus_per_node
     root = Path("work_dirs")
+    point = None
     try:
-        if getattr(args, "resume", None):
-            workdir = prepare.resume_dir(args.resume, plan.output, root)
-            ckpt = prepare.latest_checkpoint(workdir)
-            if ckpt is None:
-                raise prepare.PrepareError(f"--resume: no checkpoint in {workdir / 'checkpoints'}")
+        if getattr(args, "resume", None):  # checked before anything starts (zerowizard.runner.resume)
+            from zerowizard.runner.resume import find_resume_point
+
+            point = find_resume_point(args.resume, plan, root, nproc * top["nnodes"], printer.notice)
+            workdir, ckpt = point.workdir, point.checkpoint
+            plan, analysis = point.plan, point.analysis or analysis  # the batch adapted to a new rank count
         else:
             ckpt = None
             if plan.output:
@@ -158,6 +160,7 @@ def run_headless(plan, args) -> int:
         model_path, trust = prepare.resolve_model(analysis.model, None)
         data = prepare.resolve_data(plan.data.path, plan.data.format)
         slurm = prepare.slurm_env() if launcher == "slurm" else None
+        universal = point is not None and point.convert(hw.accelerator, printer.notice)
     except prepare.PrepareError as exc:
         print(f"zerowizard: error: {exc}", file=sys.stderr)
         return 2
@@ -170,6 +173,7 @@ def run_headless(plan, args) -> int:
         "precision": analysis.precision,
         "accelerator": hw.accelerator,
         "resume_from": str(ckpt) if ckpt else None,
+        "resume_universal": universal,  # written by another rank count: load DeepSpeed's universal form
         "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None,
     }
     prepare.write_run_files(workdir, plan, analysis.ds.config, spec)

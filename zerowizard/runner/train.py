@@ -204,12 +204,15 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     plan = load_plan(workdir / "plan.yaml")
     ds_config = json.loads((workdir / "ds_config.json").read_text(encoding="utf-8"))
     precision = spec["precision"]
+    if spec.get("resume_universal"):  # written by another rank count: converted by the launcher
+        ds_config = {**ds_config, "checkpoint": {**ds_config.get("checkpoint", {}), "load_universal": True}}
     started = time.time()
     _quiet_libraries()
 
     from transformers import AutoTokenizer, Trainer
 
     from zerowizard.runner.callbacks import EventsCallback, TestHooks
+    from zerowizard.runner.committing import committing_trainer
     from zerowizard.runner.data import Collator
 
     phases = {"imports": time.time() - started}
@@ -229,7 +232,8 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     collator = Collator(tok.pad_token_id)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cb = EventsCallback(events if rank == 0 else None, spec, plan, collator, world, started, workdir)
-    trainer = _counting_trainer(Trainer)(
+    trainer_cls = committing_trainer(_counting_trainer(Trainer), workdir, plan.train.save_total_limit)
+    trainer = trainer_cls(
         model=model,
         args=targs,
         train_dataset=examples,
