@@ -20,10 +20,13 @@ once the input has been checked.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +194,35 @@ def _tokenizer(src: Path, base: str, trust: bool) -> Any:
     return tok
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The libraries' progress bars, warnings and banners go to a scratch file (fd level: DeepSpeed
+    and tqdm write to the raw streams); replayed on stderr if something unexpected fails."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile("w+b") as scratch:
+        os.dup2(scratch.fileno(), 1)
+        os.dup2(scratch.fileno(), 2)
+        ok = False
+        try:
+            yield
+            ok = True
+        except ExportError:  # our own one-line message says it all
+            ok = True
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            if not ok:
+                scratch.seek(0)
+                sys.stderr.write(scratch.read()[-8000:].decode("utf-8", "replace"))
+
+
 def export(run_dir: Path, out: Path, checkpoint: str | None = None, merge_lora: bool = False) -> dict:
     """Write the folder; returns a summary (source, kind, files). ExportError on bad input."""
     plan, spec = _load_run(run_dir)
@@ -199,13 +231,23 @@ def export(run_dir: Path, out: Path, checkpoint: str | None = None, merge_lora: 
         raise _fail("--merge-lora", f"{run_dir} is a full fine-tune (no adapter)", "drop --merge-lora")
     _check_out(out)
     src, is_ckpt = choose_source(run_dir, method, checkpoint)
-    base, trust = spec["model_path"], bool(spec.get("trust_remote_code"))
+    base = spec["model_path"]
     if not Path(base).is_dir() and not (src / "config.json").is_file():
         raise _fail("RUN_DIR", f"the base model {base} is not on this machine", "download it first")
+    with _quiet():
+        return _write(plan, spec, src, is_ckpt, out, merge_lora)
+
+
+def _write(plan: Any, spec: dict, src: Path, is_ckpt: bool, out: Path, merge_lora: bool) -> dict:
+    method = plan.method.type
+    base, trust = spec["model_path"], bool(spec.get("trust_remote_code"))
 
     import torch
+    import transformers
     from transformers import AutoModelForCausalLM
 
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
     dtype = _dtype(spec.get("precision", "bf16"))
     tok = _tokenizer(src, base, trust)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
@@ -226,8 +268,8 @@ def export(run_dir: Path, out: Path, checkpoint: str | None = None, merge_lora: 
                 from peft import PeftModel, get_peft_model
 
                 model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype, trust_remote_code=trust)
-                if is_ckpt:
-                    peft_model = get_peft_model(model, _lora_config(plan, src), autocast_adapter_dtype=False)
+                if is_ckpt:  # merging: keep the fp32 master adapters until the merge
+                    peft_model = get_peft_model(model, _lora_config(plan, src), autocast_adapter_dtype=merge_lora)
                     state = {k: v for k, v in _deepspeed_state(src).items() if "lora_" in k}
                     _load_into(peft_model, state, only="lora_")
                 else:
