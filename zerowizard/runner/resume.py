@@ -48,9 +48,13 @@ class ResumePoint:
         env = dict(os.environ)
         if accelerator == "cpu":
             env["DS_ACCELERATOR"] = "cpu"
-        notice(f"converting {self.checkpoint.name} to DeepSpeed's universal checkpoint for {self.world_size} ranks")
+        notice(f"converting {self.checkpoint.name} to DeepSpeed's universal checkpoint for {_ranks(self.world_size)}")
         convert(self, env, self.workdir / "logs" / "reshard.log")
         return True
+
+
+def _ranks(n: int) -> str:
+    return f"{n} rank" if n == 1 else f"{n} ranks"
 
 
 def keep_global_batch(micro: int, accum: int, old_world: int, new_world: int) -> tuple[int, int]:
@@ -59,8 +63,8 @@ def keep_global_batch(micro: int, accum: int, old_world: int, new_world: int) ->
     total = micro * accum * old_world
     if total % new_world:
         raise ValueError(
-            f"the global batch of {total} (micro batch {micro} x accumulation {accum} x {old_world} ranks) "
-            f"cannot be split evenly over {new_world} ranks"
+            f"the global batch of {total} (micro batch {micro} x accumulation {accum} x {_ranks(old_world)}) "
+            f"cannot be split evenly over {_ranks(new_world)}"
         )
     per_rank = total // new_world
     if per_rank % micro:
@@ -105,16 +109,16 @@ def _find(resume: str, plan: Any, root: Path, world_size: int) -> ResumePoint:
         micro, accum = keep_global_batch(micro0, accum0, old, world_size)
     except ValueError as exc:
         raise PrepareError(
-            f"--resume: {ckpt.name} was written by {old} ranks and {exc}; resume with {old} ranks "
+            f"--resume: {ckpt.name} was written by {_ranks(old)} and {exc}; resume with {_ranks(old)} "
             f"(--nproc-per-node {old}) or a rank count that divides the global batch"
         ) from None
     new_plan = update(plan, "batch", micro_batch=micro, grad_accum=accum)
     analysis = analyze(new_plan)
     if analysis.errors:
         p = analysis.errors[0]
-        raise PrepareError(f"--resume on {world_size} ranks: {p.field}: {p.message} — {p.fix}")
+        raise PrepareError(f"--resume on {_ranks(world_size)}: {p.field}: {p.message} — {p.fix}")
     note = (
-        f"{ckpt.name} was written by {old} ranks, resuming on {world_size}: micro batch {micro0} -> {micro}, "
+        f"{ckpt.name} was written by {_ranks(old)}, resuming on {world_size}: micro batch {micro0} -> {micro}, "
         f"accumulation {accum0} -> {accum} (global batch {micro0 * accum0 * old} kept)"
     )
     return ResumePoint(workdir, ckpt, info, world_size, new_plan, (*notes, note), analysis)
@@ -132,8 +136,8 @@ def convert(point: ResumePoint, env: dict, log: Path) -> None:
     if rc != 0:
         reason = _last_error(log)
         raise PrepareError(
-            f"--resume: {point.checkpoint.name} (written by {point.info.world_size} ranks) cannot be converted "
-            f"for {point.world_size} ranks: {reason}; resume with {point.info.world_size} ranks "
+            f"--resume: {point.checkpoint.name} (written by {_ranks(point.info.world_size or 0)}) cannot be "
+            f"converted for {_ranks(point.world_size)}: {reason}; resume with {_ranks(point.info.world_size or 0)} "
             f"(--nproc-per-node {point.info.world_size}), or see {log}"
         )
 
