@@ -216,3 +216,14 @@ def test_launcher_module_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=run_env(), capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_conversion_leftovers_do_not_damage_the_checkpoint(tmp_path):
+    """A universal conversion killed half-way leaves a dot-folder; the converted folder has its own
+    marker. Neither is part of what was committed."""
+    c = make_checkpoint(tmp_path, 4)
+    half = c / ".global_step4_universal.1234" / "zero" / "w"
+    half.mkdir(parents=True)
+    (half / "fp32.pt").write_bytes(b"PK\x03\x04 cut short")
+    (c / "global_step4_universal").mkdir()
+    assert checkpoints.check(c) is None

@@ -210,8 +210,8 @@ def _marker_problem(path: Path) -> str | None:
 
 def _files_problem(path: Path) -> str | None:
     for dirpath, dirs, files in os.walk(path):
-        if Path(dirpath) == path:  # a universal conversion has its own marker (checked when used)
-            dirs[:] = [d for d in dirs if not d.endswith("_universal")]
+        if Path(dirpath) == path:  # a universal conversion has its own marker (checked when used),
+            dirs[:] = [d for d in dirs if not (d.endswith("_universal") or d.startswith("."))]  # or is under way
         for name in files:
             problem = _format_problem(Path(dirpath) / name)
             if problem:

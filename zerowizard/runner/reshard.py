@@ -20,19 +20,21 @@ from zerowizard.core.dsconfig import write_json_atomic, write_text_atomic
 from zerowizard.runner import checkpoints
 
 
-def universal_ready(ckpt: Path, name: str) -> bool:
-    folder = ckpt / name
-    marker = folder / checkpoints.UNIVERSAL_MARKER
-    if not marker.is_file():
-        return False
+def _complete(folder: Path) -> bool:
+    """The conversion's own marker lists every file with its size."""
     try:
-        files = checkpoints._read_json(marker).get("files", {})
-        tag = (ckpt / "latest_universal").read_text(encoding="utf-8").strip()
-    except (ValueError, OSError, AttributeError):
-        return False
-    if tag != name:
+        files = checkpoints._read_json(folder / checkpoints.UNIVERSAL_MARKER).get("files", {})
+    except (ValueError, AttributeError):
         return False
     return all((folder / rel).is_file() and (folder / rel).stat().st_size == size for rel, size in files.items())
+
+
+def universal_ready(ckpt: Path, name: str) -> bool:
+    try:
+        tag = (ckpt / "latest_universal").read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return tag == name and _complete(ckpt / name)
 
 
 def convert(ckpt: Path) -> Path:
@@ -68,9 +70,12 @@ def convert(ckpt: Path) -> Path:
             raise RuntimeError("DeepSpeed's converter wrote no parameter states")
         files = checkpoints.file_sizes(tmp)
         write_json_atomic(tmp / checkpoints.UNIVERSAL_MARKER, {"source": info.tag, "files": files})
-        if final.exists():
-            shutil.rmtree(final)  # an earlier conversion without its marker: incomplete
-        tmp.replace(final)
+        try:
+            tmp.rename(final)
+        except OSError:  # there already: another launcher of the job (SLURM tasks, nodes) was first
+            if not _complete(final):  # or an earlier conversion that never finished
+                shutil.rmtree(final, ignore_errors=True)
+                tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_text_atomic(ckpt / "latest_universal", name)
