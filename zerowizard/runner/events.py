@@ -24,7 +24,7 @@ class EventWriter:
         self.source = source
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
-    def emit(self, kind: str, **fields) -> dict:
+    def emit(self, kind: str, /, **fields) -> dict:
         if kind not in KINDS:
             raise ValueError(f"unknown event kind {kind!r}; use one of {', '.join(KINDS)}")
         event = {"event": kind, "time": round(time.time(), 3), "source": self.source, **fields}

@@ -55,6 +55,11 @@ def add_run_arguments(parser) -> None:
     opt("--save-steps", type=int, metavar="N", help="checkpoint every N steps (0: only at the end)")
     opt("--lr", type=float, metavar="LR", help="peak learning rate")
     opt("--logging-steps", type=int, metavar="N", help="a step event (loss, tokens/s, memory) every N steps")
+    opt(
+        "--memory-limit",
+        metavar="GiB",
+        help="cap each rank's memory as if the device had GiB (CUDA: allocator fraction; CPU: a cgroup)",
+    )
 
 
 def _env_int(name: str):
@@ -113,7 +118,8 @@ def apply_run_options(plan, args):
 def run_headless(plan, args) -> int:
     """Check, prepare, launch, follow. Returns the exit status (2: plan errors, nothing started)."""
     from zerowizard.core.analysis import analyze
-    from zerowizard.runner import prepare
+    from zerowizard.core.validation import InputError
+    from zerowizard.runner import memlimit, prepare
     from zerowizard.runner.headless import make_printer
 
     printer = make_printer()
@@ -160,8 +166,9 @@ def run_headless(plan, args) -> int:
         model_path, trust = prepare.resolve_model(analysis.model, None)
         data = prepare.resolve_data(plan.data.path, plan.data.format)
         slurm = prepare.slurm_env() if launcher == "slurm" else None
+        mem_limit = memlimit.limit_spec(getattr(args, "memory_limit", None), hw.accelerator)
         universal = point is not None and point.convert(hw.accelerator, printer.notice)
-    except prepare.PrepareError as exc:
+    except (prepare.PrepareError, InputError) as exc:
         print(f"zerowizard: error: {exc}", file=sys.stderr)
         return 2
     workdir = workdir.resolve()
@@ -175,6 +182,7 @@ def run_headless(plan, args) -> int:
         "resume_from": str(ckpt) if ckpt else None,
         "resume_universal": universal,  # written by another rank count: load DeepSpeed's universal form
         "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None,
+        "memory_limit": mem_limit,
     }
     prepare.write_run_files(workdir, plan, analysis.ds.config, spec)
     env = dict(os.environ)

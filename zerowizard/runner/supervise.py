@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from zerowizard.runner import memlimit
 from zerowizard.runner.events import EventTail, EventWriter
 from zerowizard.runner.headless import interesting
 
@@ -99,6 +100,7 @@ class Supervisor:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+            memlimit.cleanup(self.workdir)  # --memory-limit: the ranks' cgroups, once they have gone
         return rc
 
     def _pump(self, tail, logtails):
@@ -138,9 +140,14 @@ class Supervisor:
         if rc == 0 and (self.ended is not None or not self.writes_events):
             return 0  # a launcher that writes no events (node rank > 0, SLURM rank > 0): its exit is the verdict
         self._report_failure(rc)
-        return rc or 1
+        return 1 if (self.error or {}).get("kind") == memlimit.OOM else rc or 1
 
     def _report_failure(self, rc) -> None:
+        # a rank the kernel OOM-killed in its --memory-limit cgroup wrote nothing: that is the cause
+        # (the other ranks' errors on the closed connection follow from it)
+        oom = memlimit.report_oom(self.workdir)
+        if oom is not None:
+            self.error = oom
         err = self.error
         rank = err.get("rank") if err else None
         if err is None:

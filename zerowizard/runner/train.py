@@ -15,6 +15,7 @@ import time
 import traceback
 from pathlib import Path
 
+from zerowizard.runner import memlimit
 from zerowizard.runner.events import EventWriter
 
 
@@ -191,7 +192,13 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and not exc.code):
             raise
-        events.emit("error", rank=rank, error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()[-4000:])
+        events.emit(
+            "error",
+            rank=rank,
+            error=f"{type(exc).__name__}: {exc}",
+            kind=memlimit.error_kind(exc),
+            traceback=traceback.format_exc()[-4000:],
+        )
         traceback.print_exc()
         sys.stdout.flush()
         return 1
@@ -227,6 +234,7 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     phases["arguments_tokenizer"] = time.time() - started - sum(phases.values())
     examples = load_data(spec, plan, tok)
     phases["data"] = time.time() - started - sum(phases.values())
+    memlimit.apply_before_model(spec, ds_config, rank, workdir)  # --memory-limit: before the model loads
     model = load_model(spec, plan, ds_config, precision)
     phases["model"] = time.time() - started - sum(phases.values())
     collator = Collator(tok.pad_token_id)
