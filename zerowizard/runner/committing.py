@@ -37,7 +37,7 @@ def _barrier() -> None:
 def committing_trainer(base: type, workdir: Path, keep: int = 0) -> type:
     """A subclass of ``base`` (an HF Trainer class) whose checkpoints are committed atomically."""
 
-    class CommittingTrainer(base):  # type: ignore[valid-type, misc]
+    class CommittingTrainer(base):
         _zw_staging = False
         _zw_cleared = False
 
