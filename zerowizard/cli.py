@@ -28,13 +28,14 @@ EPILOG = """examples:
   zerowizard run --headless --recipe internlm2_chat_7b_qlora_oasst1_e3 --deepspeed deepspeed_zero2
   zerowizard gpus --json
   zerowizard presets
+  zerowizard export-model work_dirs/RUN --merge-lora   a Hugging Face folder out of a run
 
 exit codes: 0 ok; 2 bad input (a flag, a file, a plan or JSON with errors: `estimate` still prints its
 table); 1 a runtime failure or a bug (one line; the traceback is saved under ~/.cache/zerowizard/crash/);
 130/143 stopped by a signal
 """
 
-COMMANDS = ("estimate", "validate", "gpus", "presets", "run")
+COMMANDS = ("estimate", "validate", "gpus", "presets", "run", "export-model")
 
 
 def _plan_parser() -> argparse.ArgumentParser:
@@ -113,6 +114,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "  zerowizard run --headless --plan plan.yaml --output work_dirs/exp1\n"
         "  NPROC_PER_NODE=8 zerowizard run --headless --recipe llama3_8b_lora_alpaca_e3",
     )
+    from .runner.export_model import add_parser as add_export_model
+
+    add_export_model(sub)
     if command == "run":
         from .runner.launch import add_run_arguments
 
@@ -186,6 +190,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .validate import cmd_validate
 
         return cmd_validate(args)
+    if cmd == "export-model":
+        from .runner.export_model import cmd_export_model
+
+        return cmd_export_model(args)
     if cmd in ("gpus", "presets"):
         from . import commands
 

@@ -478,18 +478,39 @@ def state_parts(w: Workload, v: Variant) -> dict:
     return {**out[peak], "peak_phase": peak, "phases": out}
 
 
+def save_gather_bytes(w: Workload, v: Variant) -> int:
+    """ZeRO-3 saving a 16-bit model (every checkpoint with stage3_gather_16bit_weights_on_model_save,
+    and zerowizard's final/ always): DeepSpeed's ``_zero3_consolidated_16bit_state_dict``
+    (engine.py) gathers one module at a time on every rank and copies it to the CPU on rank 0, so
+    rank 0's host ends up holding the whole 16-bit state dict. A LoRA model saves its adapters only
+    (HF passes exclude_frozen_parameters). Zero below stage 3 (the state dict is the module's own)."""
+    if v.stage != 3:
+        return 0
+    wb = 4 if w.precision == "fp32" else 2
+    return (w.total_params if w.method == "full" else w.trainable_params) * wb
+
+
 def estimate_variant(w: Workload, v: Variant) -> VariantEstimate:
     weights, grads, optim, host_offload = _model_states(w, v)
     acts = activations(w)
     buffers = _buffers(w, v)
+    save = save_gather_bytes(w, v)
+    save_extra = 0  # rank 0 only: how far the save raises its peak above training's
+    if save and w.is_cpu:  # host is the device: persistent states, one gathered module, the dict
+        at_save = weights + grads + optim + w.largest_layer_params * (4 if w.precision == "fp32" else 2) + save
+        save_extra = max(0, at_save - (weights + grads + optim + acts + buffers))
+        buffers += save_extra
     allocated = weights + grads + optim + acts + buffers
     base = CPU_PROCESS_BYTES if w.is_cpu else CUDA_CONTEXT_BYTES
     overhead = base + int(allocated * FRAGMENTATION)
     per_gpu = Breakdown(weights, grads, optim, acts, buffers, overhead)
     host_per_rank = host_offload + (0 if w.is_cpu else HOST_RANK_BYTES)
-    if w.is_cpu:  # the "device" is host memory itself
-        host_per_rank += per_gpu.total
-    per_node_host = host_per_rank * w.gpus_per_node
+    if w.is_cpu:  # the "device" is host memory itself; the other ranks do not hold the gathered dict
+        train = allocated - save_extra
+        other = train + base + int(train * FRAGMENTATION)  # any other rank's total
+        per_node_host = host_per_rank * w.gpus_per_node + per_gpu.total + other * (w.gpus_per_node - 1)
+    else:  # rank 0's host holds the gathered dict at save time (the GPU peak stays training's)
+        per_node_host = host_per_rank * w.gpus_per_node + save
     fits_gpu = w.gpu_memory_bytes <= 0 or per_gpu.total <= w.gpu_memory_bytes
     if w.is_cpu:
         fits_gpu = w.host_ram_bytes is None or per_node_host <= w.host_ram_bytes

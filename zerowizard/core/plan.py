@@ -161,6 +161,9 @@ class TrainSection:
     save_steps: int = _f(
         0, "checkpoint every N optimizer steps (0: only at the end)", minimum=0, maximum=1e12, kind=int
     )
+    save_total_limit: int = _f(
+        0, "keep the newest N intact checkpoints, delete older ones (0: keep all)", minimum=0, maximum=1e12, kind=int
+    )
     logging_steps: int = _f(1, "log every N optimizer steps", minimum=1, maximum=1e12, kind=int)
     seed: int = _f(42, "random seed", minimum=0, maximum=2**32 - 1, kind=int)
 

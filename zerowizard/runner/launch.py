@@ -74,7 +74,10 @@ class Prepared:
     data: dict[str, Any]
     slurm: dict[str, str] | None
     resume_from: Path | None
+    resume_universal: bool  # resume_from was written by another rank count: load DeepSpeed's universal form
     memory_limit: MemoryLimit | None  # runner.json's memory_limit (a new cgroup token per attempt)
+    plan: Plan  # the plan to run (with --resume on another rank count: the batch adapted)
+    analysis: Analysis
 
 
 class Run:
@@ -115,7 +118,7 @@ class Run:
             return report.disk_fault(self.sink, None, prep.workdir, exc)
         try:
             self.sink.attach(prep.workdir)
-            return self._attempts(analysis, prep)
+            return self._attempts(prep)
         except OSError as exc:
             if not faults.is_disk_error(exc):
                 raise
@@ -150,19 +153,31 @@ class Run:
         data = prepare.resolve_data(opts.plan.data.path, opts.plan.data.format)
         slurm = prepare.slurm_env() if opts.launcher == "slurm" else None
         limit = cast("MemoryLimit | None", memlimit.limit_spec(opts.memory_limit_gib, analysis.hardware.accelerator))
-        resume_from = None
-        if opts.resume:
-            resume_from = prepare.latest_checkpoint(workdir)
-            if resume_from is None:
-                raise prepare.PrepareError(f"--resume: no checkpoint in {workdir / 'checkpoints'}")
-        return Prepared(workdir.resolve(), model_path, trust, data, slurm, resume_from and resume_from.resolve(), limit)
+        plan, resume_from, universal = opts.plan, None, False
+        if opts.resume:  # the newest intact checkpoint, checked before any rank starts (runner/resume.py)
+            from zerowizard.core.plan import update
+            from zerowizard.runner.resume import find_resume_point
+
+            hw = analysis.hardware
+            world = (opts.topology.nproc or hw.gpus_per_node) * opts.topology.nnodes
+            point = find_resume_point(
+                str(workdir), update(plan, None, output=str(workdir)), WORK_DIRS, world, self.printer.notice
+            )
+            resume_from = point.checkpoint.resolve()
+            if point.analysis is not None:  # another rank count: the global batch kept
+                plan, analysis = point.plan, point.analysis
+            universal = point.convert(hw.accelerator, self.printer.notice)
+        return Prepared(
+            workdir.resolve(), model_path, trust, data, slurm, resume_from, universal, limit, plan, analysis
+        )
 
     # ---- attempts -------------------------------------------------------------------------
-    def _attempts(self, analysis: Analysis, prep: Prepared) -> int:
+    def _attempts(self, prep: Prepared) -> int:
         from zerowizard.core.plan import update
         from zerowizard.runner import report
 
-        plan, attempt, resume_from = update(self.opts.plan, None, output=str(prep.workdir)), 1, prep.resume_from
+        plan, analysis = update(prep.plan, None, output=str(prep.workdir)), prep.analysis
+        attempt, resume_from = 1, prep.resume_from
         while True:
             self._write_files(plan, analysis, prep, resume_from, attempt)
             outcome, ranks = self._launch(analysis, prep, attempt)
@@ -199,6 +214,8 @@ class Run:
             "precision": analysis.precision,
             "accelerator": analysis.hardware.accelerator,
             "resume_from": str(resume_from) if resume_from else None,
+            # a checkpoint of another rank count (only the one resumed, not a later attempt's own)
+            "resume_universal": prep.resume_universal and resume_from == prep.resume_from,
             "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None,
             "attempt": attempt,
             "memory_limit": {**prep.memory_limit, "token": memlimit.new_token()} if prep.memory_limit else None,

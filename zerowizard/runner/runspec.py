@@ -33,6 +33,7 @@ class RunnerSpec(TypedDict, total=False):
     precision: str  # bf16 | fp16 | fp32
     accelerator: str  # cuda | cpu
     resume_from: str | None  # the checkpoint folder to continue from
+    resume_universal: bool  # resume_from was written by another rank count: load its universal form
     predicted_per_gpu_bytes: int | None  # the memory model's figure for the selected variant
     attempt: int  # 1; 2, 3, ... after an out-of-memory fallback
     memory_limit: MemoryLimit | None  # run --memory-limit (zerowizard.runner.memlimit)

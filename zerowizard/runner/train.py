@@ -227,11 +227,14 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     plan = load_plan(workdir / "plan.yaml")
     ds_config = json.loads((workdir / "ds_config.json").read_text(encoding="utf-8"))
     precision = spec["precision"]
+    if spec.get("resume_universal"):  # written by another rank count: converted by the launcher
+        ds_config = {**ds_config, "checkpoint": {**ds_config.get("checkpoint", {}), "load_universal": True}}
     _quiet_libraries()
 
     from transformers import AutoTokenizer, Trainer
 
     from zerowizard.runner.callbacks import EventsCallback, TestHooks
+    from zerowizard.runner.committing import committing_trainer
     from zerowizard.runner.data import Collator
 
     watch_op_builds(phases)
@@ -253,7 +256,8 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     collator = Collator(tok.pad_token_id)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cb = EventsCallback(events if rank == 0 else None, spec, plan, collator, world, started, workdir)
-    trainer = _counting_trainer(Trainer)(
+    trainer_cls = committing_trainer(_counting_trainer(Trainer), workdir, plan.train.save_total_limit)
+    trainer = trainer_cls(
         model=model,
         args=targs,
         train_dataset=examples,
