@@ -378,6 +378,33 @@ class ModelSpec:
         return self.lora_params(r, target_modules)
 
 
+_FAMILY_LABELS = {
+    "llama": "Llama (incl. Yi, R1 distills)",
+    "mistral": "Mistral",
+    "mixtral": "Mixtral (MoE)",
+    "qwen2": "Qwen2.5 (incl. R1 distills)",
+    "qwen3": "Qwen3",
+    "qwen3_moe": "Qwen3 MoE",
+    "qwen2_moe": "Qwen MoE",
+    "gemma": "Gemma",
+    "gemma2": "Gemma 2",
+    "gemma3_text": "Gemma 3",
+    "phi3": "Phi-3.5 / Phi-4",
+    "internlm2": "InternLM2 / 2.5",
+    "internlm3": "InternLM3",
+    "olmoe": "OLMoE (MoE)",
+    "deepseek_v2": "DeepSeek-V2 (MoE)",
+}
+
+
+def family_label(family: str) -> str:
+    return _FAMILY_LABELS.get(family, family)
+
+
+def family_order(family: str) -> int:
+    return list(_FAMILY_LABELS).index(family) if family in _FAMILY_LABELS else len(_FAMILY_LABELS)
+
+
 class ModelNotFound(ValueError):
     pass
 
