@@ -556,14 +556,14 @@ def _with_qlora(w: Workload, phases: dict) -> dict:
     return phases
 
 
-def _model_states(w: Workload, v: Variant) -> tuple[int, int, int, int]:
+def _model_states(w: Workload, v: Variant, phases: dict | None = None) -> tuple[int, int, int, int]:
     """(gpu weights, gpu grads, gpu optimizer, host bytes per rank) for one variant.
 
     Weights, grads and optimizer are the guide's figures (16x, 4x + 12x/N, 2x + 14x/N, 16x/N for a
     mixed-precision full fine-tune; trainable parameters only carry grads and optimizer states).
     What DeepSpeed allocates beyond them is in :func:`_buffers`; the host holds, per rank, the
     largest host footprint of :func:`zero_phases` (offloaded parts)."""
-    phases = zero_phases(w, v)
+    phases = phases or zero_phases(w, v)
     step = phases["step"]
     weights = step["weights"][0]  # persistent (the backward phase adds a gathered ZeRO-3 module)
     optim = step["optimizer"][0]
@@ -578,11 +578,12 @@ def _model_states(w: Workload, v: Variant) -> tuple[int, int, int, int]:
     return weights, grads, optim, host
 
 
-def _buffers(w: Workload, v: Variant) -> int:
+def _buffers(w: Workload, v: Variant, phases: dict | None = None) -> int:
     """Device bytes beyond the model states at the worse of the two phases (zero_phases)."""
-    weights, grads, optim, _ = _model_states(w, v)
+    phases = phases or zero_phases(w, v)
+    weights, grads, optim, _ = _model_states(w, v, phases)
     states = weights + grads + optim
-    return max(0, max(sum(part[0] for part in ph.values()) - states for ph in zero_phases(w, v).values()))
+    return max(0, max(sum(part[0] for part in ph.values()) - states for ph in phases.values()))
 
 
 def state_parts(w: Workload, v: Variant) -> dict:
@@ -598,9 +599,10 @@ def state_parts(w: Workload, v: Variant) -> dict:
 
 
 def estimate_variant(w: Workload, v: Variant) -> VariantEstimate:
-    weights, grads, optim, host_offload = _model_states(w, v)
+    phases = zero_phases(w, v)
+    weights, grads, optim, host_offload = _model_states(w, v, phases)
     acts = activations(w)
-    buffers = _buffers(w, v)
+    buffers = _buffers(w, v, phases)
     allocated = weights + grads + optim + acts + buffers
     base = CPU_PROCESS_BYTES if w.is_cpu else CUDA_CONTEXT_BYTES
     overhead = base + int(allocated * FRAGMENTATION)
