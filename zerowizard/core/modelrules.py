@@ -162,6 +162,14 @@ def freeze_tuning(ctx) -> Iterator[Problem]:
             f"use --freeze-layers {spec.num_layers} or fewer (every layer and the embeddings: --method full)",
         )
     unmatched = spec.unmatched_modules(m.trainable_modules)
+    if "lm_head" in unmatched and spec.tie_embeddings:
+        yield Problem(
+            "error",
+            "method.trainable_modules",
+            f"{spec.name} ties its output head to the input embedding: lm_head has no matrix of its own",
+            "name embed_tokens to train the shared matrix",
+        )
+        unmatched.remove("lm_head")
     if unmatched:
         names = sorted({part for path, _ in spec.named_tensors() for part in path.split(".") if not part.isdigit()})
         yield Problem(
