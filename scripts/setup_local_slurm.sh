@@ -15,6 +15,9 @@
 #   ZW_SLURM_CPUS       CPUs the node advertises (default: max(4, nproc)); more than the machine
 #                       has is fine (SlurmdParameters=config_overrides), so two ranks fit on 2 cores
 #   ZW_SLURM_PARTITION  partition name (default: debug)
+#   ZW_SLURM_CTLD_PORT, ZW_SLURM_SLURMD_PORT   the daemons' ports (default: 6917, 6918)
+#
+# Its configuration is $STATE/slurm.conf (not /etc/slurm): clients need SLURM_CONF set to it.
 set -euo pipefail
 
 ACTION=${1:-start}
@@ -22,9 +25,20 @@ NODE=$(hostname -s)
 NPROC=$(nproc)
 CPUS=${ZW_SLURM_CPUS:-$(( NPROC > 4 ? NPROC : 4 ))}
 PARTITION=${ZW_SLURM_PARTITION:-debug}
-CONF=/etc/slurm/slurm.conf
-STATE=/run/zerowizard-slurm          # our own bookkeeping: lock, PID files we own, config hash
-LOGDIR=/var/log/slurm
+CTLD_PORT=${ZW_SLURM_CTLD_PORT:-6917}
+SLURMD_PORT=${ZW_SLURM_SLURMD_PORT:-6918}
+# Everything of this cluster is its own: configuration, controller state, spool, PID files and
+# logs live under zerowizard-slurm directories, so another SLURM cluster on the machine (its
+# /etc/slurm/slurm.conf, its /var/spool/slurmctld with another ClusterName) is never touched and
+# never stops this one from starting. Clients find the configuration through SLURM_CONF, which
+# this script exports for its own calls and tests/slurm/conftest.py sets for the tests.
+STATE=/run/zerowizard-slurm          # our own bookkeeping: lock, PID files, config hash, slurm.conf
+CONF=$STATE/slurm.conf
+SPOOL=/var/spool/zerowizard-slurm    # StateSaveLocation (ctld/) and SlurmdSpoolDir (d/)
+LOGDIR=/var/log/zerowizard-slurm
+CTLD_PID=$STATE/slurmctld.pid
+SLURMD_PID=$STATE/slurmd.pid
+export SLURM_CONF=$CONF
 PKGS="slurmctld slurmd slurm-client munge"
 
 say() { echo "[setup_local_slurm] $*" >&2; }
@@ -55,7 +69,7 @@ node_ok() { case "$(node_state)" in idle*|mix*|alloc*|comp*) return 0 ;; *) retu
 owned() { grep -qx "$1" "$STATE/owned" 2>/dev/null; }
 own() { owned "$1" || echo "$1" >> "$STATE/owned"; }
 
-stop_slurm() { stop_pid /run/slurmd.pid; stop_pid /run/slurmctld.pid; }
+stop_slurm() { stop_pid "$SLURMD_PID"; stop_pid "$CTLD_PID"; }
 
 if [ "$ACTION" = status ]; then
   command -v sinfo >/dev/null && retry 1 munge_ok && retry 1 ctld_ok && node_ok \
@@ -99,13 +113,16 @@ if ! retry 1 munge_ok; then
 fi
 
 # 3. slurm.conf: everything on 127.0.0.1, the node's CPUs oversubscribable.
-mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd "$LOGDIR"
+mkdir -p "$SPOOL/ctld" "$SPOOL/d" "$LOGDIR"
 MEM=$(slurmd -C 2>/dev/null | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' | head -n1)
 NEW=$(mktemp)
 cat > "$NEW" <<EOF
 # written by zerowizard scripts/setup_local_slurm.sh: one node on loopback, for tests
 ClusterName=zerowizard
 SlurmctldHost=${NODE}(127.0.0.1)
+# Ports of our own, so that a real cluster's daemons on this machine (6817/6818) are not in the way
+SlurmctldPort=${CTLD_PORT}
+SlurmdPort=${SLURMD_PORT}
 SlurmUser=root
 AuthType=auth/munge
 CredType=cred/munge
@@ -123,10 +140,10 @@ ReturnToService=2
 SlurmdParameters=config_overrides
 KillWait=5
 MinJobAge=60
-StateSaveLocation=/var/spool/slurmctld
-SlurmdSpoolDir=/var/spool/slurmd
-SlurmctldPidFile=/run/slurmctld.pid
-SlurmdPidFile=/run/slurmd.pid
+StateSaveLocation=${SPOOL}/ctld
+SlurmdSpoolDir=${SPOOL}/d
+SlurmctldPidFile=${CTLD_PID}
+SlurmdPidFile=${SLURMD_PID}
 SlurmctldLogFile=${LOGDIR}/slurmctld.log
 SlurmdLogFile=${LOGDIR}/slurmd.log
 NodeName=${NODE} NodeAddr=127.0.0.1 CPUs=${CPUS} RealMemory=${MEM:-1024} State=UNKNOWN
@@ -135,7 +152,7 @@ EOF
 SHA=$(sha256sum "$NEW" | cut -d' ' -f1)
 
 if [ "$(cat "$STATE/conf.sha" 2>/dev/null)" = "$SHA" ] && cmp -s "$NEW" "$CONF" \
-   && alive /run/slurmctld.pid && alive /run/slurmd.pid && retry 5 ctld_ok && node_ok; then
+   && alive "$CTLD_PID" && alive "$SLURMD_PID" && retry 5 ctld_ok && node_ok; then
   rm -f "$NEW"
   say "already up: $(sinfo -h -o '%P %t %N cpus=%c')"
   exit 0
@@ -145,11 +162,11 @@ fi
 stop_slurm
 install -m 0644 "$NEW" "$CONF"; rm -f "$NEW"
 say "starting slurmctld and slurmd (node $NODE at 127.0.0.1, CPUs=$CPUS, RealMemory=${MEM:-1024}MB)"
-slurmctld -c 9>&-                                 # (no lock fd) daemonizes; writes /run/slurmctld.pid
-own /run/slurmctld.pid
+slurmctld -c -f "$CONF" 9>&-                      # (no lock fd) daemonizes; writes $CTLD_PID
+own "$CTLD_PID"
 retry 100 ctld_ok || { tail -n 20 "$LOGDIR/slurmctld.log" >&2; die "slurmctld does not answer"; }
-slurmd -N "$NODE" 9>&-                            # daemonizes; writes /run/slurmd.pid
-own /run/slurmd.pid
+slurmd -N "$NODE" -f "$CONF" 9>&-                 # daemonizes; writes $SLURMD_PID
+own "$SLURMD_PID"
 for i in $(seq 150); do
   node_ok && break
   case "$(node_state)" in down*|drain*|fail*) [ $((i % 25)) = 0 ] && scontrol update nodename="$NODE" state=resume 2>/dev/null || true ;; esac

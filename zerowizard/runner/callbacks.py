@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -12,22 +14,10 @@ from zerowizard.runner.events import EventWriter
 
 
 def device_memory_bytes(accelerator: str) -> int:
-    """Used bytes of this rank's GPU from NVML (PyTorch's peak allocation without NVML);
-    the process RSS on the CPU."""
-    if accelerator == "cuda":
-        import torch
+    """This rank's ``memory_bytes`` figure: CUDA peak allocated, the process RSS on the CPU."""
+    from zerowizard.runner.memlimit import current_bytes, measure
 
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            handle = pynvml.nvmlDeviceGetHandleByIndex(torch.cuda.current_device())
-            return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
-        except Exception:  # noqa: BLE001 - no NVML bindings: fall back to the allocator's figure
-            return int(torch.cuda.max_memory_allocated())
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
+    return int(current_bytes(measure(accelerator), accelerator) or 0)
 
 
 class EventsCallback(TrainerCallback):
@@ -47,6 +37,10 @@ class EventsCallback(TrainerCallback):
         self.last = (0, time.time())
         self.last_loss = None
         self.steps_logged = 0
+        self.phases = None  # zerowizard.runner.phases.Phases, set by train.py
+        self.step_mark = time.time()
+        self.step_times: list[float] = []  # wall seconds of each optimizer step this session
+        self.unreported = 0  # step times not yet in a step event
 
     def _emit(self, kind, **fields):
         if self.writer is not None:
@@ -57,6 +51,7 @@ class EventsCallback(TrainerCallback):
 
         self.first_step = state.global_step
         self.last = (self._tokens(), time.time())
+        self.step_mark = time.time()
         self._emit(
             "start",
             plan=plan_to_dict(load_plan(self.workdir / "plan.yaml")),
@@ -72,7 +67,8 @@ class EventsCallback(TrainerCallback):
             zero3_partitioned=self.spec.get("zero3_partitioned", False),
             method=self.plan.method.type,
             setup_s=round(time.time() - self.started, 2),
-            setup_phases_s=self.spec.get("setup_phases_s"),
+            setup_phases_s=self.phases.end() if self.phases is not None else None,
+            attempt=self.spec.get("attempt", 1),
         )
 
     def _tokens(self) -> int:
@@ -81,24 +77,43 @@ class EventsCallback(TrainerCallback):
         trainer = getattr(self, "trainer", None)
         return trainer.local_tokens() * self.world if trainer is not None else 0
 
-    def _memory(self) -> list[int | None]:
-        mine = device_memory_bytes(self.spec["accelerator"])
+    def _memory(self) -> tuple[list[int | None], list[dict | None]]:
+        """Every rank's figure: each writes its own measurement to ``.mem/rankN``, rank 0 reads all."""
+        from zerowizard.runner.memlimit import current_bytes, measure
+
+        acc = self.spec["accelerator"]
         tmp = self.mem_dir / f".rank{self.rank}.tmp"
-        tmp.write_text(str(mine))
+        tmp.write_text(json.dumps(measure(acc)))
         tmp.replace(self.mem_dir / f"rank{self.rank}")
-        out = []
+        details: list[dict | None] = []
         for r in range(self.world):
             try:
-                out.append(int((self.mem_dir / f"rank{r}").read_text()))
+                details.append(json.loads((self.mem_dir / f"rank{r}").read_text()))
             except (OSError, ValueError):
-                out.append(None)
-        return out
+                details.append(None)
+        return [current_bytes(d, acc) for d in details], details
+
+    def _memory_fields(self, details: list[dict | None]) -> dict:
+        from zerowizard.runner.memlimit import PEAK_KIND, peak_bytes
+
+        acc = self.spec["accelerator"]
+        return {
+            "peak_bytes_per_rank": [peak_bytes(d, acc) for d in details],
+            "peak_kind": PEAK_KIND.get(acc, "rss_peak"),
+            "memory_detail": details,
+        }
+
+    def on_step_end(self, args, state, control, **kw):
+        now = time.time()
+        self.step_times.append(now - self.step_mark)  # from the previous step's end: data, forward,
+        self.step_mark = now  # backward, optimizer step and the previous step's logging
+        self.unreported += 1
 
     def on_log(self, args, state, control, logs=None, **kw):
         logs = logs or {}
         if "loss" not in logs:
             return
-        memory = self._memory()
+        memory, details = self._memory()
         now = time.time()
         tokens, then = self.last
         seen = self._tokens()
@@ -123,8 +138,11 @@ class EventsCallback(TrainerCallback):
             elapsed_s=round(now - self.started, 2),
             eta_s=None if eta is None else round(eta, 1),
             memory_bytes=memory,
-            memory_kind="gpu" if self.spec["accelerator"] == "cuda" else "rss",
+            memory_kind="cuda_max_allocated" if self.spec["accelerator"] == "cuda" else "rss",
+            step_times_s=[round(t, 4) for t in self.step_times[len(self.step_times) - self.unreported :]],
+            **self._memory_fields(details),
         )
+        self.unreported = 0
 
     def on_save(self, args, state, control, **kw):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
@@ -135,6 +153,13 @@ class EventsCallback(TrainerCallback):
 
     def finish(self, trainer, final: Path) -> None:
         state = trainer.state
+        self._memory()  # every rank's final figures, then wait for all of them
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.barrier()
+        _, details = self._memory()
+        times = self.step_times[1:] or self.step_times  # the first step includes the warm-up
         self._emit(
             "end",
             status="completed",
@@ -145,12 +170,18 @@ class EventsCallback(TrainerCallback):
             method=self.plan.method.type,
             elapsed_s=round(time.time() - self.started, 2),
             tokens=self._tokens(),
+            steps_timed=len(self.step_times),
+            step_s_first=round(self.step_times[0], 4) if self.step_times else None,
+            step_s_median=round(statistics.median(times), 4) if times else None,
+            **self._memory_fields(details),
         )
 
 
 class TestHooks(TrainerCallback):
     """Faults on demand for the tests: ZEROWIZARD_TEST_CRASH='RANK:STEP' raises on that rank;
-    ZEROWIZARD_TEST_STOP_AT=STEP stops cleanly after that step (checkpoint saved)."""
+    ZEROWIZARD_TEST_STOP_AT=STEP stops cleanly after that step (checkpoint saved);
+    ZEROWIZARD_TEST_HOLD='STEP:FILE' waits at the end of that step until FILE exists (the test
+    breaks the disk meanwhile)."""
 
     def __init__(self, rank: int):
         self.rank = rank
@@ -158,8 +189,14 @@ class TestHooks(TrainerCallback):
         self.crash = tuple(int(x) for x in crash.split(":")) if crash else None
         stop = os.environ.get("ZEROWIZARD_TEST_STOP_AT", "")
         self.stop = int(stop) if stop else None
+        hold = os.environ.get("ZEROWIZARD_TEST_HOLD", "")
+        self.hold = (int(hold.split(":", 1)[0]), Path(hold.split(":", 1)[1])) if hold else None
 
     def on_step_end(self, args, state, control, **kw):
+        if self.hold and state.global_step == self.hold[0]:
+            deadline = time.time() + 600
+            while not self.hold[1].exists() and time.time() < deadline:
+                time.sleep(0.1)
         if self.crash and self.crash[0] == self.rank and state.global_step >= self.crash[1]:
             raise RuntimeError(f"injected crash on rank {self.rank} at step {state.global_step} (test hook)")
         if self.stop and state.global_step >= self.stop:
