@@ -28,14 +28,14 @@ def test_bad_freeze_layers_is_one_line(zw):
 
 
 def test_export_writes_the_optimizer_deepspeed_accepts(zw, tmp_path):
-    from zerowizard.core.dsconfig import deepspeed_check
+    from zerowizard.runner.dsparse import deepspeed_errors
 
     out = tmp_path / "ds.json"
     r = zw("--export", str(out), "--model", "llama-3.1-8b", "--gpus", "8xA100-80GB", "--optimizer", "lion")
     assert r.returncode == 0, r.stderr
     cfg = json.loads(out.read_text())
     assert cfg["optimizer"] == {"type": "Lion", "params": {"lr": 2e-4, "weight_decay": 0.0}}
-    assert deepspeed_check(cfg, 8) == []
+    assert deepspeed_errors(cfg, 8) == []
 
 
 def test_refused_optimizer_blocks_the_export(zw, tmp_path):
@@ -46,7 +46,9 @@ def test_refused_optimizer_blocks_the_export(zw, tmp_path):
 
 
 def test_moe_and_prequantized_in_estimate(zw):
-    out = _estimate(zw, "--model", "mixtral-8x7b", "--gpus", "8xH100-80GB", "--deepspeed", "deepspeed_zero3")
+    out = _estimate(
+        zw, "--model", "mixtral-8x7b", "--gpus", "8xH100-80GB", "--nodes", "4", "--deepspeed", "deepspeed_zero3"
+    )
     assert out["params"]["total"] == 46_702_792_704
     assert any("mixture of experts" in p["message"] for p in out["problems"])
     out = _estimate(zw, "--model", "qwen2.5-7b-instruct-awq", "--method", "lora", "--gpus", "8xA100-80GB")
