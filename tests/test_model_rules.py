@@ -141,3 +141,20 @@ def test_moe_and_borrowed_shapes_are_explained():
     a, _ = _problems(model={"name": "big", "params": 10**12})
     borrowed = next(p for p in a.problems if p.field == "model.params")
     assert "llama-3.1-405b's proportions" in borrowed.message
+
+
+def test_lion_on_the_cpu_needs_the_offloaded_kernel():
+    a = analyze(plan_from_dict({"model": "tiny-llama", "optimizer": "lion", "hardware": {"gpu": "cpu"}}))
+    errors = [p for p in a.problems if p.severity == "error"]
+    assert "--offload-optimizer cpu" in _one(errors, "optimizer").fix
+    a = analyze(
+        plan_from_dict(
+            {
+                "model": "tiny-llama",
+                "optimizer": "lion",
+                "hardware": {"gpu": "cpu"},
+                "zero": {"offload_optimizer": "cpu"},
+            }
+        )
+    )
+    assert not [p for p in a.problems if p.severity == "error" and p.field == "optimizer"]

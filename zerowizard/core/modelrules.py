@@ -77,6 +77,14 @@ def optimizer_choice(ctx) -> Iterator[Problem]:
             "unless the JSON allows untested optimizers",
             'add "zero_allow_untested_optimizer": true to the DeepSpeed JSON (the presets have it)',
         )
+    if opt.name == "lion" and ctx.hardware.is_cpu and ctx.zero.offload_optimizer == "none":
+        yield Problem(
+            "error",
+            where,
+            "DeepSpeed's FusedLion has no CPU kernel: on the CPU accelerator it stops with 'This op had not been "
+            "implemented on CPU backend' (checked with DeepSpeed 0.19.8)",
+            "add --offload-optimizer cpu (DeepSpeedCPULion), or use adagrad or sgd_momentum (4 bytes of state too)",
+        )
     if opt.name != optimizers.DEFAULT.name:
         t = ctx.params_trainable
         saved = (optimizers.DEFAULT.state_bytes - opt.state_bytes) * t
