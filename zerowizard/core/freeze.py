@@ -15,11 +15,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+Modules = str | Sequence[str] | None  # "all", one name, a comma-separated list, or a list
+
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.(.+)$")
 ALL = "all"
 
 
-def module_names(trainable_modules: str | Sequence[str] | None) -> tuple[str, ...] | None:
+def module_names(trainable_modules: Modules) -> tuple[str, ...] | None:
     """The names to match, or None for every module of the trainable layers."""
     if trainable_modules is None or trainable_modules == ALL:
         return None
@@ -41,7 +43,7 @@ def matches(path: str, names: Iterable[str]) -> bool:
     return False
 
 
-def is_trainable(param_name: str, num_layers: int, freeze_layers: int, trainable_modules=ALL) -> bool:
+def is_trainable(param_name: str, num_layers: int, freeze_layers: int, trainable_modules: Modules = ALL) -> bool:
     """Whether a parameter trains under freeze tuning (see the module docstring)."""
     names = module_names(trainable_modules)
     found = _LAYER.search(param_name)
@@ -52,7 +54,7 @@ def is_trainable(param_name: str, num_layers: int, freeze_layers: int, trainable
     return names is not None and matches(param_name, names)
 
 
-def describe(freeze_layers: int, trainable_modules=ALL) -> str:
+def describe(freeze_layers: int, trainable_modules: Modules = ALL) -> str:
     names = module_names(trainable_modules)
     what = "every module" if names is None else ", ".join(names)
     return f"the last {freeze_layers} decoder layer(s) ({what})"

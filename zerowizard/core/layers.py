@@ -22,6 +22,10 @@ modeling_qwen3_moe.py, modeling_olmoe.py, modeling_deepseek_v2.py, 5.24):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .modelspec import ModelSpec
 
 Linear = tuple[str, int, int, bool]  # (path inside the layer, in_features, out_features, bias)
 
@@ -144,7 +148,7 @@ def _mla(card: dict, h: int, heads: int) -> tuple[list[Linear], list[tuple[str, 
     return linears, norms
 
 
-def attention(spec) -> tuple[list[Linear], list[tuple[str, int]]]:
+def attention(spec: ModelSpec) -> tuple[list[Linear], list[tuple[str, int]]]:
     """The attention block's linears and its own norms (q/k norms, latent norms)."""
     fam, h, d = spec.family, spec.hidden_size, spec.head_dim
     q, kv = spec.num_heads * d, spec.num_kv_heads * d
@@ -183,7 +187,7 @@ def _layer_norms(family: str, h: int) -> list[tuple[str, int]]:
     return [(n, h) for n in names]
 
 
-def decoder_layer(spec, sparse: bool) -> LayerShape:
+def decoder_layer(spec: ModelSpec, sparse: bool) -> LayerShape:
     """One layer of ``spec``: the MoE form when ``sparse``, else the dense form."""
     fam, h = spec.family, spec.hidden_size
     linears, norms = attention(spec)

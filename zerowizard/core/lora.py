@@ -20,9 +20,12 @@ expert and its gate. tests/test_modelspec.py checks every count against peft on 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .layers import LayerShape
+
+Targets = str | Sequence[str] | None  # "all-linear", one name, or a list of names
 
 _MIXTRAL = {"gate": "router", "w1": "gate_up", "w3": "gate_up", "w2": "down"}
 _QWEN2_MOE = {"gate": "router", "gate_proj": "gate_up", "up_proj": "gate_up", "down_proj": "down"}
@@ -48,7 +51,7 @@ class Adapter:
         return rows * self.in_features, self.out_features * rows
 
 
-def _names(target_modules) -> list[str] | None:
+def _names(target_modules: Targets) -> list[str] | None:
     if target_modules in (None, "all-linear", "all_linear"):
         return None
     return [target_modules] if isinstance(target_modules, str) else list(target_modules)
@@ -62,7 +65,7 @@ def _hits(path: str, names: list[str]) -> bool:
     return any(path == n or path.endswith("." + n) for n in names)
 
 
-def resolve(family: str, layer: LayerShape, target_modules) -> tuple[list[Adapter], list[str]]:
+def resolve(family: str, layer: LayerShape, target_modules: Targets) -> tuple[list[Adapter], list[str]]:
     """(the adapters peft puts in this layer, problems peft would raise for these targets)."""
     names = _names(target_modules)
     remap = MOE_REMAP.get(family)
@@ -94,6 +97,6 @@ def resolve(family: str, layer: LayerShape, target_modules) -> tuple[list[Adapte
     return adapters, problems
 
 
-def wraps_parameters(family: str, layer: LayerShape, target_modules) -> bool:
+def wraps_parameters(family: str, layer: LayerShape, target_modules: Targets) -> bool:
     """Whether peft wraps an expert or router parameter (ParamWrapper: no lora_dropout)."""
     return any(a.on_parameter for a in resolve(family, layer, target_modules)[0])

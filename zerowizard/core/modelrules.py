@@ -6,26 +6,30 @@ each yielding problems with the reason and the fix.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from . import freeze, optimizers
 from .problems import Problem
 from .rules import rule
 from .text import did_you_mean, fmt_gib
 
+if TYPE_CHECKING:
+    from .analysis import Analysis
+
 _LORA_ZERO2 = "--method lora --deepspeed deepspeed_zero2"
 
 
-def _unquantized(ctx) -> str:
-    name = ctx.model.card.get("unquantized")
+def _unquantized(ctx: Analysis) -> str:
+    name = ctx.model.card.get("unquantized") if ctx.model else None
     return f"the unquantized checkpoint (--model {name})" if name else "the unquantized checkpoint"
 
 
 @rule
-def prequantized_checkpoint(ctx) -> Iterator[Problem]:
+def prequantized_checkpoint(ctx: Analysis) -> Iterator[Problem]:
     spec = ctx.model
-    q = spec.quantization if spec else None
-    if q is None:
+    if spec is None or spec.quantization is None:
         return
+    q = spec.quantization
     method = ctx.plan.method.type
     label = f"a pre-quantized {q.label} checkpoint"
     if method in ("full", "freeze"):
@@ -56,7 +60,7 @@ def prequantized_checkpoint(ctx) -> Iterator[Problem]:
 
 
 @rule
-def optimizer_choice(ctx) -> Iterator[Problem]:
+def optimizer_choice(ctx: Analysis) -> Iterator[Problem]:
     name = ctx.plan.optimizer
     where = "optimizer"
     if name is None:
@@ -98,7 +102,7 @@ def optimizer_choice(ctx) -> Iterator[Problem]:
 
 
 @rule
-def moe_notes(ctx) -> Iterator[Problem]:
+def moe_notes(ctx: Analysis) -> Iterator[Problem]:
     spec = ctx.model
     if spec is None or not spec.is_moe:
         return
@@ -131,7 +135,7 @@ def moe_notes(ctx) -> Iterator[Problem]:
 
 
 @rule
-def lora_on_experts(ctx) -> Iterator[Problem]:
+def lora_on_experts(ctx: Analysis) -> Iterator[Problem]:
     spec, m = ctx.model, ctx.plan.method
     if spec is None or m.type not in ("lora", "qlora"):
         return
@@ -149,7 +153,7 @@ def lora_on_experts(ctx) -> Iterator[Problem]:
 
 
 @rule
-def freeze_tuning(ctx) -> Iterator[Problem]:
+def freeze_tuning(ctx: Analysis) -> Iterator[Problem]:
     spec, m = ctx.model, ctx.plan.method
     if m.type != "freeze":
         if getattr(ctx, "freeze_fields_set", False):
@@ -206,7 +210,7 @@ def freeze_tuning(ctx) -> Iterator[Problem]:
 
 
 @rule
-def borrowed_shapes(ctx) -> Iterator[Problem]:
+def borrowed_shapes(ctx: Analysis) -> Iterator[Problem]:
     spec = ctx.model
     if spec is None or spec.source != "params":
         return

@@ -13,11 +13,13 @@ touches (``active_params``: the shared parts plus ``experts_per_token`` routed e
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from . import freeze as _freeze
+from .freeze import Modules
 from .layers import (
     FAMILIES,
     MOE_FAMILIES,
@@ -28,7 +30,7 @@ from .layers import (
     top_level_names,
     vision_tower,
 )
-from .lora import Adapter
+from .lora import Adapter, Targets
 from .lora import resolve as lora_targets
 from .paths import PRESETS
 from .prequant import Quantization, detect
@@ -243,19 +245,19 @@ class ModelSpec:
         """The largest nn.Linear weight in a decoder layer (QLoRA dequantises one at a time)."""
         return self._scaled(max(i * o for _, s in self.layer_groups() for _, i, o, _ in s.linears))
 
-    def target_linears(self, target_modules, layer: LayerShape | None = None) -> list[Linear]:
+    def target_linears(self, target_modules: Targets, layer: LayerShape | None = None) -> list[Linear]:
         """The nn.Linear modules of a layer peft's LoRA wraps ('all-linear': every nn.Linear but the
         head, less the expert names peft 0.21 remaps to parameters on MoE models, see core.lora)."""
         layer = layer or self.layer(self.num_layers - 1)
         by_path = {lin[0]: lin for lin in layer.linears}
         return [by_path[a.name] for a in self.adapters(target_modules, layer) if a.name in by_path]
 
-    def adapters(self, target_modules, layer: LayerShape | None = None) -> list[Adapter]:
+    def adapters(self, target_modules: Targets, layer: LayerShape | None = None) -> list[Adapter]:
         """peft's LoRA adapters in one layer (nn.Linear modules, and on MoE models the router and
         the fused experts, see core.lora)."""
         return self._lora(target_modules, layer)[0]
 
-    def _lora(self, target_modules, layer: LayerShape | None) -> tuple[list[Adapter], list[str]]:
+    def _lora(self, target_modules: Targets, layer: LayerShape | None) -> tuple[list[Adapter], list[str]]:
         layer = layer or self.layer(self.num_layers - 1)
         key = (tuple(target_modules) if isinstance(target_modules, list) else target_modules, id(layer))
         cache = self.__dict__.setdefault("_lora_cache", {})
@@ -263,18 +265,18 @@ class ModelSpec:
             cache[key] = lora_targets(self.family, layer, target_modules)
         return cache[key]
 
-    def lora_problems(self, target_modules) -> list[str]:
+    def lora_problems(self, target_modules: Targets) -> list[str]:
         """What peft would refuse about these targets on this model (empty: nothing)."""
         out: list[str] = []
         for _, s in self.layer_groups():
             out += [p for p in self._lora(target_modules, s)[1] if p not in out]
         return out
 
-    def lora_wraps_parameters(self, target_modules) -> bool:
+    def lora_wraps_parameters(self, target_modules: Targets) -> bool:
         """Whether peft puts a ParamWrapper on the router or experts (it refuses lora_dropout > 0)."""
         return any(a.on_parameter for _, s in self.layer_groups() for a in self.adapters(target_modules, s))
 
-    def lora_params(self, r: int, target_modules="all-linear") -> int:
+    def lora_params(self, r: int, target_modules: Targets = "all-linear") -> int:
         """Adapter parameters: r * (in + out) per adapter (per expert on expert parameters), per
         layer (peft's count). For a raw count (--params) the widths scale with the square root of
         the size ratio."""
@@ -287,7 +289,7 @@ class ModelSpec:
         return self.layer_groups() + ([(self.vision.layers, vision)] if self.vision and vision else [])
 
     # -- freeze tuning --------------------------------------------------------------------
-    def named_tensors(self):
+    def named_tensors(self) -> Iterator[tuple[str, int]]:
         """(transformers parameter name, numel) of every parameter, unscaled."""
         emb, norm, head = top_level_names(self.family)
         yield f"{emb}.weight", self.embedding_params
@@ -306,7 +308,7 @@ class ModelSpec:
                     yield f"model.vision_tower.vision_model.encoder.layers.{i}.{path}.bias", o_f
                 yield f"model.vision_tower.vision_model.encoder.layers.{i}.layer_norms", 4 * v.hidden
 
-    def freeze_layout(self, freeze_layers: int, trainable_modules="all") -> Trainable:
+    def freeze_layout(self, freeze_layers: int, trainable_modules: Modules = "all") -> Trainable:
         """Freeze tuning: the last ``freeze_layers`` layers (narrowed to ``trainable_modules``) train."""
         key = (freeze_layers, tuple(trainable_modules) if isinstance(trainable_modules, list) else trainable_modules)
         cache = self.__dict__.setdefault("_freeze_cache", {})
@@ -314,7 +316,7 @@ class ModelSpec:
             cache[key] = self._freeze_layout(freeze_layers, trainable_modules)
         return cache[key]
 
-    def _freeze_layout(self, freeze_layers: int, trainable_modules) -> Trainable:
+    def _freeze_layout(self, freeze_layers: int, trainable_modules: Modules) -> Trainable:
         emb_name, _, head_name = top_level_names(self.family)
         k = min(max(0, freeze_layers), self.num_layers)
         counts: dict[int, int] = {}
@@ -341,14 +343,19 @@ class ModelSpec:
             backprop_layers=backprop,
         )
 
-    def unmatched_modules(self, trainable_modules) -> list[str]:
+    def unmatched_modules(self, trainable_modules: Modules) -> list[str]:
         """Names in ``trainable_modules`` that match no parameter of this model."""
         names = _freeze.module_names(trainable_modules) or ()
         paths = [p for p, _ in self.named_tensors()]
         return [n for n in names if not any(_freeze.matches(p, [n]) for p in paths)]
 
     def trainable(
-        self, method: str, r: int = 64, target_modules="all-linear", freeze_layers: int = 2, trainable_modules="all"
+        self,
+        method: str,
+        r: int = 64,
+        target_modules: Targets = "all-linear",
+        freeze_layers: int = 2,
+        trainable_modules: Modules = "all",
     ) -> Trainable:
         """What trains under ``method`` (full | lora | qlora | freeze)."""
         if method == "freeze":
@@ -387,7 +394,12 @@ class ModelSpec:
         )
 
     def trainable_params(
-        self, method: str, r: int = 64, target_modules="all-linear", freeze_layers: int = 2, trainable_modules="all"
+        self,
+        method: str,
+        r: int = 64,
+        target_modules: Targets = "all-linear",
+        freeze_layers: int = 2,
+        trainable_modules: Modules = "all",
     ) -> int:
         if method == "full":
             return self.total_params
@@ -477,7 +489,9 @@ def _text_config(cfg: dict) -> dict:
     return cfg
 
 
-def _spec_from_config(cfg: dict, name: str, *, source: str, hub_id=None, local_dir=None) -> ModelSpec:
+def _spec_from_config(
+    cfg: dict, name: str, *, source: str, hub_id: str | None = None, local_dir: str | None = None
+) -> ModelSpec:
     raw = cfg
     cfg = _text_config(cfg)  # a multimodal checkpoint: its language model (and its vision tower)
     family = str(cfg.get("family") or cfg.get("model_type") or "").lower()
@@ -586,8 +600,7 @@ def _load_local(path: str) -> dict:
 def _local_spec(name: str) -> ModelSpec:
     if not (Path(name) / "config.json").is_file():
         raise ModelNotFound(
-            f"model: directory {excerpt(name, 120)} has no config.json; "
-            "point --model at a transformers model directory"
+            f"model: directory {excerpt(name, 120)} has no config.json; point --model at a transformers model directory"
         )
     try:
         cfg = _load_local(str(Path(name).resolve()))

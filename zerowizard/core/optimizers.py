@@ -130,7 +130,8 @@ def from_ds_config(cfg: dict) -> tuple[str | None, dict]:
     section = cfg.get("optimizer")
     if not isinstance(section, dict) or not isinstance(section.get("type"), str):
         return None, {}
-    params = section.get("params") if isinstance(section.get("params"), dict) else {}
+    raw = section.get("params")
+    params: dict = raw if isinstance(raw, dict) else {}
     name = _DS_TYPES.get(section["type"].lower(), section["type"])
     if name == "sgd" and isinstance(params.get("momentum"), (int, float)) and params["momentum"] > 0:
         name = "sgd_momentum"
