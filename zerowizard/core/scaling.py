@@ -96,9 +96,10 @@ def scaled_architecture(donor: ModelSpec, params: int, name: str | None = None) 
 
 @lru_cache(maxsize=1)
 def _donors() -> tuple[ModelSpec, ...]:
-    """Dense, unquantized cards with distinct shapes."""
+    """Dense, unquantized cards with distinct shapes (of equal shapes the shortest name: llama-3-70b
+    rather than deepseek-r1-distill-llama-70b)."""
     seen, out = set(), []
-    for name in catalog():
+    for name in sorted(catalog(), key=lambda n: (len(n), n)):
         spec = card_spec(name)
         key = (spec.family, spec.hidden_size, spec.num_layers, spec.intermediate_size, spec.vocab_size)
         if spec.is_moe or spec.quantization or key in seen:
