@@ -71,6 +71,9 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
     spec["zero3_partitioned"] = any(hasattr(p, "ds_id") for p in model.parameters())
     if method == "full":
         return model
+    if method == "freeze":
+        freeze_layers(model, plan)
+        return model
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if method == "qlora":
@@ -91,6 +94,18 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
             if p.requires_grad:
                 p.data = p.data.to(dtype)
     return model
+
+
+def freeze_layers(model, plan) -> None:
+    """Freeze tuning: only the last ``freeze_layers`` decoder layers (narrowed to ``trainable_modules``)
+    keep ``requires_grad``; the predicate is the one the memory model counts with (core.freeze)."""
+    from zerowizard.core.freeze import is_trainable
+
+    config = getattr(model.config, "text_config", None) or model.config
+    layers = int(config.num_hidden_layers)
+    m = plan.method
+    for name, p in model.named_parameters():
+        p.requires_grad_(is_trainable(name, layers, m.freeze_layers, m.trainable_modules))
 
 
 def load_data(spec: dict, plan, tok):
