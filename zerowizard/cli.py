@@ -25,9 +25,10 @@ EPILOG = """examples:
   zerowizard run --headless --recipe internlm2_chat_7b_qlora_oasst1_e3 --deepspeed deepspeed_zero2
   zerowizard gpus --json
   zerowizard presets
+  zerowizard probe --memory-limit 24 --apply plan.yaml   measure candidate configs, keep the fastest that fits
 """
 
-COMMANDS = ("estimate", "validate", "gpus", "presets", "run")
+COMMANDS = ("estimate", "validate", "gpus", "presets", "run", "probe")
 
 
 def _plan_parser() -> argparse.ArgumentParser:
@@ -105,6 +106,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         from .runner.launch import add_run_arguments
 
         add_run_arguments(run)
+    from .probecmd import add_probe_parser
+
+    add_probe_parser(sub, common)
     return parser
 
 
@@ -172,6 +176,10 @@ def _dispatch(args) -> int:
         from .runner.launch import run_headless
 
         return run_headless(plan, args)
+    if cmd == "probe":
+        from .probecmd import cmd_probe
+
+        return cmd_probe(args, plan)
     if args.export_sbatch:
         from .slurm.sbatch import cmd_export_sbatch
 

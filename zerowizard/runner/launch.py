@@ -60,6 +60,7 @@ def add_run_arguments(parser) -> None:
         metavar="GiB",
         help="cap each rank's memory as if the device had GiB (CUDA: allocator fraction; CPU: a cgroup)",
     )
+    opt("--no-save", action="store_true", help="write no checkpoint and no final model (measuring: zerowizard probe)")
 
 
 def _env_int(name: str):
@@ -179,6 +180,7 @@ def run_headless(plan, args) -> int:
         "resume_from": str(ckpt) if ckpt else None,
         "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None,
         "memory_limit": mem_limit,
+        "save": not getattr(args, "no_save", False),
     }
     prepare.write_run_files(workdir, plan, analysis.ds.config, spec)
     env = dict(os.environ)

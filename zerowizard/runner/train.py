@@ -122,7 +122,7 @@ def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdi
         max_steps=t.max_steps or -1,
         logging_steps=t.logging_steps,
         logging_first_step=True,
-        save_strategy="steps",
+        save_strategy="steps" if spec.get("save", True) else "no",
         save_steps=t.save_steps or 10**9,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
@@ -249,8 +249,9 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     phases["trainer"] = time.time() - started - sum(phases.values())
     spec["setup_phases_s"] = {k: round(v, 2) for k, v in phases.items()}  # engine init follows
     trainer.train(resume_from_checkpoint=spec.get("resume_from"))
-    final = workdir / "final"
-    save_final(trainer, final, ds_config)
+    final = workdir / "final" if spec.get("save", True) else None
+    if final is not None:
+        save_final(trainer, final, ds_config)
     cb.finish(trainer, final)
     return 0
 
