@@ -28,6 +28,7 @@ Pure Python, integer bytes, fast: the TUI calls :func:`estimate` on every keystr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from .text import GIB
@@ -185,35 +186,82 @@ def qlora_weight_bytes(n: int) -> int:
     return _ceil_div(n, 2) + blocks + 4 * _ceil_div(blocks, 256)
 
 
-def activations(w: Workload) -> int:
-    """Activation bytes held at the peak of one micro batch's forward/backward, per GPU.
+def activations(w: Workload, v: Variant | None = None) -> int:
+    """Activation bytes at the peak of one micro batch's forward/backward, per GPU; with a variant,
+    what they add to the peak of the model states (see :func:`_held_at_activation_peak`).
 
-    Per decoder layer (Korthikanti et al. 2022, Table 2, without tensor/sequence parallelism, bytes
-    at 16 bits), generalised to grouped-query attention and a SwiGLU MLP of width f:
-      attention  s·b·(2h [qkv input] + 2q [Q] + 4kv [K, V] + 2q [o_proj input])
-      MLP        s·b·(2h [input] + 8f [gate, up, act(gate), gate·up])
-      norms      s·b·4h (two RMSNorm inputs)
-      eager attention (no fused kernel) adds 5·a·s²·b; SDPA/FlashAttention keep O(s) instead.
-    LoRA dropout keeps a dropped copy of each targeted linear's input (peft's lora_dropout).
-    Gradient checkpointing keeps each layer's 2·s·b·h input and recomputes one layer at a time.
-    Logits: s·b·V in 16 bits, the fp32 upcast and the fp32 log-softmax kept for the loss.
+    Measured tensor by tensor on the CPU (benchmarks/fidelity_peak.py: torch's allocator, HF Llama
+    and Qwen2, SDPA, peft, non-reentrant checkpointing), per token and decoder layer, 16-bit:
+      norms      each RMSNorm keeps its fp32 input (4h) and rsqrt (4); a trainable norm weight also
+                 keeps the normalised 16-bit input (2h)
+      attention  2h (q/k/v input) + 2q (Q) + 2kv (K) + 2kv (V) + 2q (output, also o_proj's input)
+                 + 4a (fp32 log-sum-exp of the fused kernel); eager attention adds 5·a·s
+      MLP        2h (input) + 8f (gate, up, act(gate), act·up: SwiGLU of width f)
+      padding    a micro batch over 1 is padded (the collator): SDPA then gets a mask, so K and V
+                 are expanded to the query heads (4(q - kv)) and each layer keeps its 16-bit s×s mask
+      LoRA       frozen norms and linears keep nothing for their weights; each adapter keeps its r-wide
+                 A output (7 adapters: 14r); dropout keeps the dropped copy and its noise (2+2 bytes
+                 per input element on the CPU, 2+1 (a bool mask) on CUDA) for q, k, v, o, gate, up, down
+                 in place of the shared norm outputs and down input (-4h - 2f)
+    The loss: the fp32 log-softmax of the logits is kept (4V per token); backward's first node adds
+    nll's gradient and log-softmax's gradient, both fp32 (8V): 12V at the peak, while every layer's
+    activations are still alive. Gradient checkpointing keeps each layer's 16-bit input (2h) and the
+    final norm, and backward peaks at the larger of the loss (12V) and one recomputed layer with its
+    gradients (per layer + 2h + 2f, beside 4V of the loss still held).
     """
     s, b, h, f = w.seq_len, w.micro_batch, w.hidden_size, w.intermediate_size
+    q, kv, heads = w.q_dim, w.kv_dim, w.num_heads
     scale = 2 if w.precision == "fp32" else 1  # the figures above are for 16-bit tensors
     tokens = s * b
-    per_layer = tokens * (2 * h + 2 * w.q_dim + 4 * w.kv_dim + 2 * w.q_dim + 2 * h + 8 * f + 4 * h)
+    lora = w.method != "full"
+    norms = 2 * (4 * h + 4 + (0 if lora else 2 * h))
+    attention = 2 * h + 4 * q + 4 * kv + 4 * heads
+    mlp = 2 * h + 8 * f
+    per_token = norms + attention + mlp
+    if b > 1:
+        per_token += 4 * max(0, q - kv) + 2 * s
     if w.attention == "eager":
-        per_layer += 5 * w.num_heads * s * s * b
-    if w.method != "full" and w.lora_dropout > 0:
-        per_layer += tokens * 2 * (5 * h + w.q_dim + f)  # inputs of q,k,v,gate,up / o / down
-    per_layer *= scale
+        per_token += 5 * heads * s
+    if lora:
+        per_rank = w.num_layers * (7 * h + 2 * q + 2 * kv + 3 * f)
+        r = max(1, w.trainable_params // max(1, per_rank))
+        per_token += 7 * 2 * r
+        if w.lora_dropout > 0:
+            per_token += (4 if w.is_cpu else 3) * (5 * h + q + f) - 4 * h - 2 * f
+    layer = tokens * per_token * scale
+    final = tokens * (4 * h if lora else 8 * h) * scale
+    loss = 12 * tokens * w.vocab_size
     if w.grad_checkpointing:
-        layers = w.num_layers * tokens * 2 * h * scale + per_layer
+        saved = w.num_layers * tokens * 2 * h * scale + final
+        recompute = layer + tokens * (2 * h + 2 * f) * scale + 4 * tokens * w.vocab_size
+        peak = saved + max(loss, recompute)
     else:
-        layers = w.num_layers * per_layer
-    wbytes = 4 if w.precision == "fp32" else 2
-    logits = tokens * w.vocab_size * (wbytes + 4 + 4)
-    return layers + logits
+        peak = w.num_layers * layer + final + loss
+    if v is None:
+        return peak
+    phases = zero_phases(w, v)
+    weights, grads, optim, _ = _model_states(w, v)
+    # the states' own peak: weights + grads + optimizer + buffers (see _buffers)
+    states_peak = max(weights + grads + optim, *(sum(part[0] for part in ph.values()) for ph in phases.values()))
+    return max(0, _held_at_activation_peak(w, v, phases["backward"]) + peak - states_peak)
+
+
+def _held_at_activation_peak(w: Workload, v: Variant, ph: dict[str, tuple[int, int]]) -> int:
+    """Device bytes of model states alive when activations peak (the loss's backward, before this
+    micro batch has produced any gradient): weights and optimizer states; ZeRO-3's persistent
+    gradient partition, bucket and gathered parameters; with accumulation, the gradients accumulated
+    so far. The gradients, buckets and step buffers of the states' own peak come later, when the
+    activations are gone, so the step's peak is the larger of the two, not their sum (measured,
+    benchmarks/fidelity_peak.py: a full fine-tune's gradient memory is not yet allocated there).
+    ``ph`` is the ``backward`` phase of :func:`zero_phases`."""
+    held = ph["weights"][0] + ph["optimizer"][0]
+    if v.stage == 3:
+        held += ph["grads"][0] + ph["gradbuf"][0] + ph["transient"][0]
+    elif w.grad_accum > 1:
+        wb = 4 if w.precision == "fp32" else 2
+        whole = v.stage <= 1  # param.grad kept whole between boundaries (ZeRO-2: its partition)
+        held += min(ph["grads"][0], w.trainable_params * wb if whole else ph["grads"][0] // 2)
+    return held
 
 
 # bitsandbytes QuantState constants per quantised nn.Linear (measured, benchmarks/fidelity.py):
@@ -248,6 +296,7 @@ def _oversized_trainable(w: Workload) -> tuple[int, int]:
     return w.num_layers * sum(x for x in layer if x > b), sum(x for x in head if x > b)
 
 
+@functools.lru_cache(maxsize=64)  # one variant's estimate asks several times; callers only read it
 def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]]:
     """What DeepSpeed 0.19 holds per rank at the two peaks of a step, by part, as (device, host).
 
@@ -368,7 +417,9 @@ def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]
                 "grads": dev(_ceil_div(4 * t, n)),
                 "gradbuf": zero,
                 "optimizer": dev(opt),
-                "transient": zero,
+                # while the fp32 partition is made: the 16-bit partition and its flattened copy
+                # (stage_1_and_2.py step: flatten(averaged_gradients).to(fp32); fidelity_peak.py)
+                "transient": dev(part16 + _ceil_div(t * wb, n)),
             }
             return _with_qlora(w, {"backward": back, "step": step})
         g32 = _ceil_div(4 * t, n)
@@ -480,7 +531,7 @@ def state_parts(w: Workload, v: Variant) -> dict:
 
 def estimate_variant(w: Workload, v: Variant) -> VariantEstimate:
     weights, grads, optim, host_offload = _model_states(w, v)
-    acts = activations(w)
+    acts = activations(w, v)
     buffers = _buffers(w, v)
     allocated = weights + grads + optim + acts + buffers
     base = CPU_PROCESS_BYTES if w.is_cpu else CUDA_CONTEXT_BYTES
