@@ -56,7 +56,7 @@ class CandidateResult:
     status: str  # ok | oom | failed
     reason: str | None
     measured: Measured
-    run_dir: str
+    run_dir: str | None  # None once the temporary folder is removed (keep them with --output)
     exit_code: int | None
     fits: bool = False  # completed, and its peak leaves the headroom free
 
@@ -284,6 +284,8 @@ def run_probe(
     finally:
         if opts.output is None:
             shutil.rmtree(root, ignore_errors=True)
+            for r in result.results:
+                r.run_dir = None  # removed with the temporary folder
     result.winner = pick_winner(result.results)
     if result.winner is None and base.workload is not None:
         w = limited_workload(base.workload, limit)
