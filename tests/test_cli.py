@@ -169,7 +169,7 @@ def test_validate_with_deepspeed_parser(zw, tmp_path):
     )
     r = zw("validate", "ds.json", "--deepspeed-check", "--gpus", "2")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "DeepSpeed's own parser accepts" in r.stdout
+    assert "own parser accepts the exported config" in r.stdout and "0." in r.stdout
 
 
 def test_validate_plan_and_bad_files(zw, tmp_path):
@@ -223,6 +223,8 @@ def test_export_into_missing_folder(zw):
 def test_params_alone_borrows_the_nearest_architecture(zw):
     r = zw("estimate", "--json", "--params", "13B", "--gpus", "4xA100-40GB")
     out = json.loads(r.stdout)
-    assert r.returncode == 0 and out["params"]["total"] == 13_000_000_000
+    # A full 13B fine-tune does not fit 4 x 40 GB as planned: an error, so exit 2, estimate printed.
+    assert r.returncode == 2 and out["params"]["total"] == 13_000_000_000
+    assert any(p["severity"] == "error" for p in out["problems"])
     full = next(v for v in out["variants"] if v["stage"] == 3 and v["offload_optimizer"] == "none")
     assert full["per_gpu"]["weights"] + full["per_gpu"]["grads"] + full["per_gpu"]["optimizer"] == 16 * 13 * 10**9 // 4

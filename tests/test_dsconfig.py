@@ -122,7 +122,7 @@ def _allowed_cases():
 
 def test_every_allowed_export_is_accepted_by_deepspeed():
     pytest.importorskip("deepspeed")
-    from zerowizard.core.dsconfig import deepspeed_check
+    from zerowizard.runner.dsparse import deepspeed_errors as deepspeed_check
 
     failures = []
     for preset, method, gpus in _allowed_cases():
@@ -146,7 +146,7 @@ def test_every_allowed_export_is_accepted_by_deepspeed():
 
 def test_deepspeed_rejects_what_we_reject():
     pytest.importorskip("deepspeed")
-    from zerowizard.core.dsconfig import deepspeed_check
+    from zerowizard.runner.dsparse import deepspeed_errors as deepspeed_check
 
     assert deepspeed_check(
         {"train_batch_size": 64, "train_micro_batch_size_per_gpu": 4, "gradient_accumulation_steps": 2}, 4

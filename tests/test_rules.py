@@ -180,7 +180,7 @@ def test_json_nvme_without_path_and_invalid_values():
     find(ps, "error", "gradient_clipping", ">= 0")
     find(ps, "error", "zero_optimization.stage", "0, 1, 2 or 3")
     find(ps, "error", "zero_optimization.offload_optimizer.device", "not a device")
-    find(ps, "error", "zero_optimization.offload_param.nvme_path", "needs a path")
+    find(ps, "error", "zero_optimization.offload_param.nvme_path", "needs a directory")
     find(ps, "error", "zero_optimization.reduce_bucket_size", "positive")
 
 

@@ -1,7 +1,9 @@
 """The command line: `zerowizard [COMMAND] [plan flags]`.
 
 Bare `zerowizard` opens the wizard; the subcommands run headless on the same core.
-Exit codes: 0 ok, 2 invalid input (a plan or JSON with errors), 1 runtime failure, 130/143 stopped.
+Exit codes: 0 ok, 2 invalid input (a bad flag or file, a plan or JSON with errors; `estimate` prints its
+table and still exits 2 when the plan has errors), 1 runtime failure or a bug (the traceback is saved
+under ~/.cache/zerowizard/crash/, never printed), 130/143 stopped.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import sys
 
 from .core.plan import PlanError
+from .core.validation import InputError
 from .planflags import add_plan_arguments, plan_from_args
 
 EPILOG = """examples:
@@ -26,6 +29,10 @@ EPILOG = """examples:
   zerowizard gpus --json
   zerowizard presets
   zerowizard probe --memory-limit 24 --apply plan.yaml   measure candidate configs, keep the fastest that fits
+
+exit codes: 0 ok; 2 bad input (a flag, a file, a plan or JSON with errors: `estimate` still prints its
+table); 1 a runtime failure or a bug (one line; the traceback is saved under ~/.cache/zerowizard/crash/);
+130/143 stopped by a signal
 """
 
 COMMANDS = ("estimate", "validate", "gpus", "presets", "run", "probe")
@@ -64,7 +71,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "estimate",
         parents=[common],
         formatter_class=fmt,
-        help="per-GPU memory for every ZeRO stage and offload variant",
+        help="per-GPU memory for every ZeRO stage and offload variant (exit 2 if the plan has errors)",
+        description="Per-GPU memory for every ZeRO stage and offload variant, the recommendation and the "
+        "plan's problems. Exit 0 when the plan has no errors; exit 2 when it has any (the estimate is still "
+        "printed, the errors below it).",
         epilog="examples:\n  zerowizard estimate --model llama-3-70b --method qlora --gpus 8xA100-80GB\n"
         "  zerowizard estimate --params 13B --gpus 4xA100-40GB --json",
     )
@@ -75,13 +85,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         formatter_class=fmt,
         help="check a plan (YAML) or a DeepSpeed JSON; exit 2 on any error",
         epilog="examples:\n  zerowizard validate ds.json --gpus 8\n  zerowizard validate plan.yaml\n"
-        "  zerowizard validate ds.json --deepspeed-check   (also parse with DeepSpeed)",
+        "  zerowizard validate ds.json --deepspeed-check   (also ask the installed DeepSpeed)",
     )
     val.add_argument("file", metavar="FILE", help="a plan .yaml or a DeepSpeed .json")
     val.add_argument(
         "--deepspeed-check",
         action="store_true",
-        help="also parse the result with DeepSpeed's own config parser (imports DeepSpeed)",
+        help="also run the installed DeepSpeed's own config parser (in a child process, a few seconds) on "
+        "the file as HF Trainer passes it and on the exported config; keys that version does not read are "
+        "errors. Off by default so that validate stays fast; an error if DeepSpeed is not installed",
     )
     val.add_argument("--json", action="store_true", help="machine-readable output")
     gp = sub.add_parser(
@@ -122,51 +134,71 @@ def _command_of(argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (argparse's own errors exit 2 via SystemExit).
+
+    Bad input of any kind is one line on stderr and exit 2. Anything else unexpected is a bug:
+    one line pointing at a saved traceback, exit 1 (:mod:`zerowizard.crash`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(_command_of(argv))
-    args = parser.parse_args(argv)
     try:
+        parser = build_parser(_command_of(argv))
+        args = parser.parse_args(argv)
         return _dispatch(args)
     except PlanError as exc:
         _errors(exc.errors)
         return 2
+    except InputError as exc:
+        _errors([str(exc)])
+        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
+        _quiet_stdout()
         return 0
+    except Exception as exc:  # noqa: BLE001 - the top-level guard: a bug, reported without a traceback
+        from .crash import report
+
+        return report(exc, argv)
 
 
-def _errors(lines) -> None:
+def _quiet_stdout() -> None:
+    """After a closed pipe (`zerowizard presets | head`), let the interpreter exit without a
+    second BrokenPipeError while flushing stdout."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _errors(lines: list[str]) -> None:
     for line in lines:
         print(f"zerowizard: error: {line}", file=sys.stderr)
 
 
-def _dispatch(args) -> int:
+def _export_targets(args: argparse.Namespace) -> bool:
+    return any(getattr(args, k, None) is not None for k in ("export", "save_plan", "export_sbatch"))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from . import __version__
 
     if args.version:
         print(f"zerowizard {__version__}")
         return 0
     cmd = args.command
-    if cmd == "gpus":
-        from .commands import cmd_gpus
-
-        return cmd_gpus(args)
-    if cmd == "presets":
-        from .commands import cmd_presets
-
-        return cmd_presets()
     if cmd == "validate":
-        from .commands import cmd_validate
+        from .validate import cmd_validate
 
         return cmd_validate(args)
-    if (
-        cmd is None
-        and getattr(args, "plan", None) is None
-        and os.path.isfile("zerowizard.yaml")
-        and not (args.export or args.save_plan or args.export_sbatch)
-    ):
-        args.plan = "zerowizard.yaml"
+    if cmd in ("gpus", "presets"):
+        from . import commands
+
+        return commands.cmd_gpus(args) if cmd == "gpus" else commands.cmd_presets()
+    exporting = cmd is None and _export_targets(args)
+    if cmd is None and not exporting:
+        _check_terminal()
+        if getattr(args, "plan", None) is None and os.path.isfile("zerowizard.yaml"):
+            args.plan = "zerowizard.yaml"
     plan = plan_from_args(args)
     if cmd == "estimate":
         from .commands import cmd_estimate
@@ -180,12 +212,8 @@ def _dispatch(args) -> int:
         from .probecmd import cmd_probe
 
         return cmd_probe(args, plan)
-    if args.export_sbatch:
-        from .slurm.sbatch import cmd_export_sbatch
-
-        return cmd_export_sbatch(args, plan)
-    if args.export or args.save_plan:
-        from .commands import cmd_export
+    if exporting:
+        from .export import cmd_export
 
         return cmd_export(args, plan)
     from .tui.app import make_app
@@ -193,6 +221,19 @@ def _dispatch(args) -> int:
     app = make_app(plan, getattr(args, "plan", None))
     app.run()
     return int(getattr(app, "return_code", 0) or 0)
+
+
+def _check_terminal() -> None:
+    """The wizard reads keys from a terminal; from a script or a pipe it would wait forever."""
+    try:
+        interactive = sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        interactive = False
+    if not interactive:
+        raise InputError(
+            "the interactive wizard needs a terminal (stdin is not one); in a script use a command "
+            "(estimate, validate, run --headless) or --export/--save-plan/--export-sbatch FILE"
+        )
 
 
 def entry() -> None:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from pathlib import Path
+from collections.abc import Iterable
+from typing import Any
 
 from .core.analysis import Analysis, analyze, estimate_json
-from .core.problems import Problem, errors, sort_problems
+from .core.plan import Plan
+from .core.problems import Problem, sort_problems
 from .core.text import fmt_cc, gib_figure
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _console(stderr: bool = False):
+def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
@@ -21,11 +24,18 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
 
 
-def print_problems(problems, console=None) -> None:
+def print_problems(problems: Iterable[Problem], console: Any = None) -> None:
+    """One line per problem (and its fix), errors first. The field, message and fix may quote
+    the user's values: they are escaped, never read as rich markup."""
+    from rich.markup import escape
+
     console = console or _console()
     for p in sort_problems(problems):
-        fix = f"\n    fix: {p.fix}" if p.fix else ""
-        console.print(f"[{STYLE[p.severity]}]{p.severity:7s}[/] [bold]{p.field}[/]: {p.message}{fix}", markup=True)
+        fix = f"\n    fix: {escape(p.fix)}" if p.fix else ""
+        console.print(
+            f"[{STYLE[p.severity]}]{p.severity:7s}[/] [bold]{escape(p.field)}[/]: {escape(p.message)}{fix}",
+            markup=True,
+        )
 
 
 def _header(a: Analysis) -> str:
@@ -48,15 +58,17 @@ def _header(a: Analysis) -> str:
     )
 
 
-def cmd_estimate(args, plan) -> int:
+def cmd_estimate(args: argparse.Namespace, plan: Plan) -> int:
+    """The estimate (table or --json). Exit 0 when the plan has no errors, 2 when it has any:
+    the estimate is printed either way, the errors below it."""
     a = analyze(plan)
     if args.json:
         print(json.dumps(estimate_json(a), indent=2))
-        return 2 if a.model is None else 0
+        return 2 if a.errors else 0
     from rich.table import Table
 
     con = _console()
-    con.print(_header(a))
+    con.print(_header(a), markup=False)
     if a.estimates:
         from rich import box
 
@@ -108,165 +120,14 @@ def cmd_estimate(args, plan) -> int:
             )
         con.print(t)
         con.print("★ recommended  ▶ the plan's choice")
+        from rich.markup import escape
+
         con.print(
-            f"[bold]recommended:[/] {a.recommendation_reason}"
-            + (f"\n  {a.recommended.variant.flags}" if a.recommended else "")
+            f"[bold]recommended:[/] {escape(a.recommendation_reason)}"
+            + (f"\n  {escape(a.recommended.variant.flags)}" if a.recommended else "")
         )
     print_problems(a.problems, con)
-    return 2 if a.model is None else 0
-
-
-def cmd_export(args, plan) -> int:
-    from .core.dsconfig import write_json_atomic, write_text_atomic
-    from .core.plan import dump_plan
-
-    a = analyze(plan)
-    err = _console(stderr=True)
-    if a.errors:
-        print_problems(a.errors, err)
-        target = args.export or args.save_plan
-        err.print(f"[red]not written:[/] {target} (fix the errors above; an existing file is left as it was)")
-        return 2
-    for target in (args.export, args.save_plan):
-        if target and Path(target).is_dir():
-            err.print(f"[red]error:[/] {target} is a directory; give a file name")
-            return 2
-        if target and not Path(target).resolve().parent.is_dir():
-            err.print(f"[red]error:[/] the folder of {target} does not exist; create it first")
-            return 2
-    out = _console()
-    try:
-        if args.export:
-            write_json_atomic(args.export, a.ds.config)
-            out.print(f"wrote {args.export} (base: {a.ds.base}, ZeRO-{a.zero.stage}, {a.precision})")
-            for o in a.ds.overrides:
-                tag = {"override": "[yellow]override[/]", "auto": "auto", "removed": "[yellow]removed[/]"}[o.kind]
-                out.print(f"  {tag} {o.describe()}")
-        if args.save_plan:
-            write_text_atomic(args.save_plan, dump_plan(plan))
-            out.print(f"wrote {args.save_plan}")
-    except OSError as exc:
-        err.print(f"[red]error:[/] cannot write: {exc.strerror or exc} ({exc.filename or ''})")
-        return 1
-    warnings = [p for p in a.problems if p.severity == "warning"]
-    if warnings:
-        print_problems(warnings, err)
-    return 0
-
-
-def _looks_like_json(path: Path) -> bool:
-    if path.suffix.lower() == ".json":
-        return True
-    if path.suffix.lower() in (".yaml", ".yml"):
-        return False
-    try:
-        return path.read_text(encoding="utf-8", errors="replace").lstrip().startswith("{")
-    except OSError:
-        return False
-
-
-def cmd_validate(args) -> int:
-    from .core.dsconfig import DsConfigError, build, deepspeed_check, read_json
-    from .core.dsrules import check_ds_config
-    from .core.plan import PlanError, replace
-    from .planflags import plan_from_args
-
-    path = Path(args.file)
-    con = _console()
-    if not path.is_file():
-        print(f"zerowizard: error: validate: no such file {str(path)!r}", file=sys.stderr)
-        return 2
-    if _looks_like_json(path):
-        try:
-            cfg = read_json(path, field=str(path))
-        except DsConfigError as exc:
-            print(f"zerowizard: error: {exc}", file=sys.stderr)
-            return 2
-        plan = plan_from_args(args)
-        plan = replace(plan, deepspeed=str(path))
-        a = analyze(plan)
-        hw = a.hardware
-        problems = check_ds_config(
-            cfg, world_size=hw.world_size, compute_capability=hw.compute_capability, is_cpu=hw.is_cpu
-        )
-        overrides = build(
-            plan,
-            precision=a.precision,
-            world_size=hw.world_size,
-            hidden_size=a.model.hidden_size if a.model else None,
-            base=cfg,
-        ).overrides
-        ds_errors = []
-        if args.deepspeed_check:
-            built = build(plan, precision=a.precision, world_size=hw.world_size, base=cfg).config
-            ds_errors = deepspeed_check(built, hw.world_size)
-            problems += [Problem("error", "deepspeed", e, "fix the field DeepSpeed names") for e in ds_errors]
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "file": str(path),
-                        "kind": "deepspeed",
-                        "problems": [p.as_dict() for p in sort_problems(problems)],
-                        "overrides": [
-                            {"key": o.key, "old": _j(o.old), "new": _j(o.new), "kind": o.kind, "why": o.why}
-                            for o in overrides
-                        ],
-                    },
-                    indent=2,
-                )
-            )
-        else:
-            con.print(f"{path}: DeepSpeed JSON as written, world size {hw.world_size}")
-            print_problems(problems, con)
-            if not problems:
-                con.print("[green]no problems[/]")
-            if overrides:
-                con.print("\n[bold]the plan would change (zerowizard --export):[/]")
-                for o in overrides:
-                    con.print(f"  {o.describe()}")
-            if args.deepspeed_check and not ds_errors:
-                con.print("[green]DeepSpeed's own parser accepts the exported config[/]")
-        return 2 if errors(problems) else 0
-    try:
-        args.plan = str(path)
-        plan = plan_from_args(args)
-    except PlanError as exc:
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "file": str(path),
-                        "kind": "plan",
-                        "problems": [
-                            {
-                                "severity": "error",
-                                "field": e.split(":", 1)[0],
-                                "message": e.split(":", 1)[-1].strip(),
-                                "fix": "",
-                            }
-                            for e in exc.errors
-                        ],
-                    },
-                    indent=2,
-                )
-            )
-        else:
-            for e in exc.errors:
-                con.print(f"[bold red]error  [/] {e}")
-        return 2
-    a = analyze(plan)
-    if args.json:
-        print(json.dumps({"file": str(path), "kind": "plan", "problems": [p.as_dict() for p in a.problems]}, indent=2))
-    else:
-        con.print(f"{path}: plan")
-        con.print(_header(a))
-        print_problems(a.problems, con)
     return 2 if a.errors else 0
-
-
-def _j(v):
-    return v if isinstance(v, (int, float, str, bool, list, dict, type(None))) else None
 
 
 def cmd_gpus(args) -> int:

@@ -20,6 +20,8 @@ from .core.plan import (
     plan_to_dict,
 )
 from .core.recipes import DEFAULT_RECIPE, recipe_path, recipes_dir
+from .core.text import excerpt
+from .core.validation import InputError, parse_number, text_problem
 
 # flag dest -> (section, key) in the plan
 FLAG_FIELDS = {
@@ -86,95 +88,148 @@ def _flag(dest: str) -> str:
 
 
 def plan_from_args(args: argparse.Namespace) -> Plan:
-    """The plan file (or recipe, or the embedded default), then the flags on top."""
+    """The plan file (or recipe, or the embedded default), then the flags on top.
+
+    Every problem is collected (a bad flag does not hide a bad plan file) and raised together as
+    one :class:`PlanError`, each line naming the flag."""
     errors: list[str] = []
-    data: dict = {}
-    given = {d for d in FLAG_FIELDS if getattr(args, d, None) is not None} | (
-        {"gpus"} if getattr(args, "gpus", None) else set()
-    )
+    given = {d for d in FLAG_FIELDS if getattr(args, d, None) is not None}
+    if getattr(args, "gpus", None) is not None:
+        given.add("gpus")
+    data = _base_data(args, given, errors)
+    _apply_flags(args, data, errors)
+    _apply_implied(args, data, given)
+    _apply_gpus(args, data, errors)
+    plan = None
+    try:
+        plan = plan_from_dict(data)
+    except PlanError as exc:
+        errors.extend(_name_flags(exc.errors, given))
+    if errors or plan is None:
+        raise PlanError(errors)
+    return plan
+
+
+def _base_data(args: argparse.Namespace, given: set[str], errors: list[str]) -> dict:
+    """The plan the flags go on top of, as a dict: --plan, --recipe or the embedded default."""
     source = getattr(args, "plan", None)
     recipe = getattr(args, "recipe", None)
+    for flag, value in (("--plan", source), ("--recipe", recipe)):
+        if value is not None and not str(value).strip():
+            errors.append(f"{flag}: the value is empty; give a {'file' if flag == '--plan' else 'recipe name'}")
+            return {}
     if source and recipe:
         errors.append("--recipe: give either --plan or --recipe, not both")
     if recipe:
-        source = str(recipe_path(recipe))  # PlanError with a did-you-mean for an unknown name
+        problem = text_problem(recipe, max_len=200)
+        if problem:
+            errors.append(f"--recipe: {problem}")
+            return {}
+        try:
+            source = str(recipe_path(recipe))
+        except PlanError as exc:  # an unknown name, with a did-you-mean
+            errors.extend(exc.errors)
+            return {}
     elif not source and "model" not in given and "params" not in given:
         default = recipes_dir() / f"{DEFAULT_RECIPE}.yaml"
         source = str(default) if default.is_file() else None
-    if source:
-        data = plan_to_dict(load_plan(source))  # PlanError propagates, listing every problem
-    for dest, (section, key) in FLAG_FIELDS.items():
-        value = getattr(args, dest, None)
-        if value is None:
-            continue
+    if not source:
+        return {}
+    try:
+        return plan_to_dict(load_plan(source))
+    except PlanError as exc:
+        errors.extend(exc.errors)  # every problem of the file, with the flags' own below
+        return {}
+
+
+def _flag_value(dest: str, value: object, errors: list[str]) -> object:
+    """A flag's text as the plan field wants it (a number for the numeric flags), or None after
+    recording the problem."""
+    if not isinstance(value, str):  # argparse hands `--micro-batch=--` over as []
+        errors.append(f"{_flag(dest)}: expected a value, got {excerpt(value)}")
+        return None
+    try:
         if dest in INT_FLAGS:
-            value = _to_number(value, int, dest, errors)
-        elif dest in FLOAT_FLAGS:
-            value = _to_number(value, float, dest, errors)
-        elif dest == "params":
-            try:
-                value = parse_count(value)
-            except ValueError as exc:
-                errors.append(f"--params: {exc}")
-                continue
+            return parse_number(value, integer=True)
+        if dest in FLOAT_FLAGS:
+            return parse_number(value)
+        if dest == "params":
+            return parse_count(value)
+    except (InputError, ValueError) as exc:
+        errors.append(f"{_flag(dest)}: {exc}")
+        return None
+    return value
+
+
+def _apply_flags(args: argparse.Namespace, data: dict, errors: list[str]) -> None:
+    for dest, (section, key) in FLAG_FIELDS.items():
+        raw = getattr(args, dest, None)
+        if raw is None:
+            continue
+        value = raw if dest == "grad_checkpointing" else _flag_value(dest, raw, errors)
         if value is None:
             continue
         if section is None:
             data[key] = value
         else:
-            data.setdefault(section, {})[key] = value
-    if "model" in given and "params" not in given and data.get("model"):
+            node = data.setdefault(section, {})
+            if isinstance(node, dict):
+                node[key] = value
+
+
+def _apply_implied(args: argparse.Namespace, data: dict, given: set[str]) -> None:
+    """What a flag implies beyond its own field."""
+    if "model" in given and "params" not in given and isinstance(data.get("model"), dict):
         data["model"]["params"] = None  # a new model: the plan's raw count no longer applies
-    if "params" in given and "model" not in given:
+    if "params" in given and "model" not in given and isinstance(args.params, str):
         # A bare count names no architecture: borrow the nearest catalog model's shapes.
-        data.setdefault("model", {})["name"] = f"custom-{args.params}"
+        data.setdefault("model", {})["name"] = f"custom-{excerpt(args.params, 40, quote=False)}"
     if "deepspeed" in given:
         # A base named on the command line decides the ZeRO fields the flags do not set.
         for key in ("stage", "offload_optimizer", "offload_param"):
             if key not in given:
                 data.setdefault("zero", {})[key] = None
-    if getattr(args, "gpus", None):
-        from .core.hardware import parse_gpus_flag
 
-        try:
-            count, name = parse_gpus_flag(args.gpus)
-            hw = data.setdefault("hardware", {})
-            if name is not None:
-                hw["gpu"] = name
-                hw["gpu_memory_gb"] = None
-                hw["compute_capability"] = None
-            if count is not None:
-                hw["gpus_per_node"] = count
-        except ValueError as exc:
-            errors.append(str(exc))
+
+def _apply_gpus(args: argparse.Namespace, data: dict, errors: list[str]) -> None:
+    text = getattr(args, "gpus", None)
+    if text is None:
+        return
+    from .core.hardware import parse_gpus_flag
+
+    problem = text_problem(text, max_len=200)
+    if problem is None and not text.strip():
+        problem = "the value is empty; give N or NxGPU, e.g. 8xA100-80GB"
+    if problem:
+        errors.append(f"--gpus: {problem}")
+        return
     try:
-        plan = plan_from_dict(data)
-    except PlanError as exc:
-        errors.extend(_name_flags(exc.errors, given))
-        plan = None
-    if errors:
-        raise PlanError(errors)
-    return plan
-
-
-def _to_number(value: str, kind, dest: str, errors: list[str]):
-    try:
-        return kind(value)
-    except ValueError:
-        errors.append(f"{_flag(dest)}: expected a {'whole number' if kind is int else 'number'}, got {value!r}")
-        return None
+        count, name = parse_gpus_flag(text)
+    except ValueError as exc:
+        errors.append(str(exc))
+        return
+    hw = data.setdefault("hardware", {})
+    if name is not None:
+        hw["gpu"] = name
+        hw["gpu_memory_gb"] = None
+        hw["compute_capability"] = None
+    if count is not None:
+        hw["gpus_per_node"] = count
 
 
 def _name_flags(errors: list[str], given: set[str]) -> list[str]:
     """Plan field errors that came from a flag name the flag too."""
+    paths = {}
+    for dest in given:
+        if dest == "gpus":
+            paths["hardware.gpus_per_node"] = paths["hardware.gpu"] = "--gpus"
+            continue
+        section, key = FLAG_FIELDS[dest]
+        paths[key if section is None else f"{section}.{key}"] = _flag(dest)
     out = []
     for err in errors:
-        field = err.split(":", 1)[0]
-        for dest in given:
-            section, key = FLAG_FIELDS.get(dest, (None, None))
-            path = key if section is None else f"{section}.{key}"
-            if field == path:
-                err = f"{_flag(dest)} ({field}):{err.split(':', 1)[1]}"
-                break
+        field, _, rest = err.partition(":")
+        if field in paths:
+            err = f"{paths[field]} ({field}):{rest}"
         out.append(err)
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import subprocess
 
 import yaml
@@ -73,7 +74,7 @@ def test_gpu_job_script(zw, tmp_path):
     srun = script[script.index("srun ") :]
     assert "--kill-on-bad-exit=1 zerowizard run --headless --launcher slurm" in srun
     assert f"--plan {jobs}/llama.plan.yaml" in srun
-    assert f'--output "{jobs}/work_dirs/llama_${{SLURM_JOB_ID}}"' in srun
+    assert f'--output {jobs}/work_dirs/llama_"${{SLURM_JOB_ID}}"' in srun
     plan = yaml.safe_load((jobs / "llama.plan.yaml").read_text())
     assert plan["hardware"]["nodes"] == 2 and plan["hardware"]["gpus_per_node"] == 8
     ds = json.loads((jobs / "llama.ds_config.json").read_text())
@@ -113,7 +114,7 @@ def test_relative_paths_become_absolute(zw, tmp_path):
     assert plan["deepspeed"] == str(tmp_path / "ds.json")
     assert plan["data"]["path"] == str(tmp_path / "data.jsonl")
     assert plan["output"] == str(tmp_path / "runs" / "a")
-    assert f'--output "{tmp_path}/runs/a"' in (tmp_path / "job.sh").read_text()
+    assert f"--output {shlex.quote(str(tmp_path / 'runs' / 'a'))}\n" in (tmp_path / "job.sh").read_text()
 
 
 def test_memory_model_counts_every_node():

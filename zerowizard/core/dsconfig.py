@@ -16,11 +16,8 @@ pins the file to one GPU count.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ from typing import Any
 from .paths import PRESETS
 from .plan import PRESET_NAMES
 from .text import did_you_mean, excerpt
-from .validation import InputError, load_json, read_text
+from .validation import InputError, load_json, path_kind, read_text
 
 
 class DsConfigError(ValueError):
@@ -93,7 +90,7 @@ def preset_path(name: str) -> Path:
 def read_json(path: str | Path, field: str = "deepspeed") -> dict:
     """Read a JSON object, or raise DsConfigError naming the file, line and column."""
     path = Path(path)
-    if not path.exists():
+    if path_kind(path) == "missing":
         raise DsConfigError(
             f"{field}: no such file {excerpt(str(path), 120)}; give a preset name "
             f"({', '.join(PRESET_NAMES)}) or a path to a DeepSpeed JSON"
@@ -118,9 +115,9 @@ def load_base(ref: str) -> dict:
     except OSError:
         key = None
     if key is None or key not in _BASE_CACHE:
-        if not is_preset(ref) and not path.exists() and not ref.endswith(".json"):
+        if not is_preset(ref) and path_kind(path) == "missing" and not ref.endswith(".json"):
             fix = did_you_mean(ref, PRESET_NAMES)
-            raise DsConfigError(f"deepspeed: {ref!r} is neither a preset nor a file; {fix}")
+            raise DsConfigError(f"deepspeed: {excerpt(ref, 120)} is neither a preset nor a file; {fix}")
         data = read_json(path)
         if key is None:
             return data
@@ -292,60 +289,12 @@ def _resolve_optimizer_autos(cfg: dict, plan, put) -> None:
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
     """Write JSON through a temp file in the same folder and a rename: never a half-written file."""
-    path = Path(path)
-    text = json.dumps(obj, indent=2) + "\n"
-    write_text_atomic(path, text)
+    write_text_atomic(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")
 
 
 def write_text_atomic(path: str | Path, text: str, mode: int | None = None) -> None:
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        elif path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """One file, atomically (see :mod:`zerowizard.core.writer`: symlinks written through;
+    directories, devices and FIFOs refused with InputError)."""
+    from .writer import Output, write_all
 
-
-def deepspeed_check(config: dict, world_size: int) -> list[str]:
-    """Parse ``config`` with DeepSpeed's own DeepSpeedConfig at ``world_size`` (imports DeepSpeed).
-
-    Returns the errors DeepSpeed raised (empty: accepted). The process group is faked by patching
-    DeepSpeed's world-size lookups, so no ranks are needed.
-    """
-    import os as _os
-
-    _os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    from unittest import mock
-
-    import deepspeed.runtime.config as dsc
-
-    cfg = copy.deepcopy(config)
-    with (
-        mock.patch.object(dsc.dist, "get_world_size", return_value=world_size),
-        mock.patch.object(dsc.dist, "get_rank", return_value=0),
-        mock.patch.object(dsc.dist, "is_initialized", return_value=True),
-    ):
-        try:
-            parsed = dsc.DeepSpeedConfig(cfg)
-        except Exception as exc:  # noqa: BLE001 - DeepSpeed raises AssertionError, ValueError, pydantic errors
-            return [f"{exc.__class__.__name__}: {exc}".strip()]
-    errors = []
-    expected = config.get("train_micro_batch_size_per_gpu")
-    if isinstance(expected, int) and parsed.train_micro_batch_size_per_gpu != expected:
-        errors.append("DeepSpeed read a different micro batch size")
-    return errors
+    write_all([Output(path, text, mode)])

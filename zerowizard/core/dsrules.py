@@ -8,8 +8,13 @@ _configure_train_batch_size), deepspeed/runtime/zero/config.py (fields, deprecat
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from .problems import Problem
-from .text import closest, did_you_mean, fmt_cc
+from .text import closest, did_you_mean, excerpt
+from .validation import InputError, number_problem, parse_number, text_problem
+from .zerocombos import precision_clashes, zero_clashes
 
 KNOWN_TOP_LEVEL = frozenset(
     """
@@ -71,13 +76,79 @@ save_muon_momentum_buffer_in_memory
 ) | frozenset(REMOVED_ZERO)
 OFFLOAD_DEVICES = ("none", "cpu", "nvme")
 
+# The fields HF Trainer compares with its own arguments when they are not "auto" (and fills when
+# they are): transformers/integrations/deepspeed.py, HfTrainerDeepSpeedConfig.trainer_config_process
+# and trainer_config_finalize. Value: what it fills "auto" from.
+HF_FILLED = {
+    "train_micro_batch_size_per_gpu": "per_device_train_batch_size",
+    "gradient_accumulation_steps": "gradient_accumulation_steps",
+    "train_batch_size": "world size x per_device_train_batch_size x gradient_accumulation_steps",
+    "gradient_clipping": "max_grad_norm",
+    "optimizer.params.lr": "learning_rate",
+    "optimizer.params.betas": "adam_beta1 and adam_beta2",
+    "optimizer.params.eps": "adam_epsilon",
+    "optimizer.params.weight_decay": "weight_decay",
+    "scheduler.params.warmup_min_lr": "0",
+    "scheduler.params.warmup_max_lr": "learning_rate",
+    "scheduler.params.total_num_steps": "the number of training steps",
+    "scheduler.params.warmup_num_steps": "warmup_steps (or warmup_ratio)",
+    "fp16.enabled": "fp16",
+    "bf16.enabled": "bf16",
+    "zero_optimization.reduce_bucket_size": "the model's hidden_size squared",
+    "zero_optimization.stage3_prefetch_bucket_size": "0.9 x hidden_size squared",
+    "zero_optimization.stage3_param_persistence_threshold": "10 x hidden_size",
+}
+HF_ZERO3_ONLY = (
+    "zero_optimization.stage3_prefetch_bucket_size",
+    "zero_optimization.stage3_param_persistence_threshold",
+)
+BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
+MAX_BATCH = 1 << 30
+MAX_ELEMENTS = 1e13  # bucket sizes and parameter counts, in elements: 20 TB of fp16 is no real setting
+ZERO_COUNTS = (
+    "reduce_bucket_size",
+    "allgather_bucket_size",
+    "stage3_prefetch_bucket_size",
+    "prefetch_bucket_size",
+    "stage3_max_live_parameters",
+    "max_live_parameters",
+    "sub_group_size",
+)
+ZERO_THRESHOLDS = (
+    "stage3_param_persistence_threshold",
+    "param_persistence_threshold",
+    "stage3_max_reuse_distance",
+    "max_reuse_distance",
+)
+ZERO_FLAGS = ("overlap_comm", "contiguous_gradients", "cpu_offload", "allgather_partitions", "reduce_scatter")
 
-def _is_count(value) -> bool:
+Add = Callable[[str, str, str, str], None]
+
+
+def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _enabled(section) -> bool:
+def _enabled(section: Any) -> bool:
     return isinstance(section, dict) and section.get("enabled") is True
+
+
+def _numeric_text(value: Any) -> bool:
+    """A number written as text ("8", "5e8"): what JSON from a template or a shell often holds."""
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_number(value)
+    except InputError:
+        return False
+    return True
+
+
+def _adder(out: list[Problem], prefix: str) -> Add:
+    def add(sev: str, field: str, msg: str, fix: str) -> None:
+        out.append(Problem(sev, f"{prefix}{field}", msg, fix))
+
+    return add
 
 
 def check_ds_config(
@@ -87,147 +158,196 @@ def check_ds_config(
     compute_capability: tuple[int, int] | None = None,
     is_cpu: bool = False,
     where: str = "",
+    combinations: bool = True,
 ) -> list[Problem]:
-    """Every problem in a DeepSpeed config dict as written. Never raises."""
+    """Every problem in a DeepSpeed config dict as written. Never raises.
+
+    ``combinations=False`` leaves out the offload/stage and precision combinations
+    (:mod:`.zerocombos`): the plan rules judge those on the plan merged with this base."""
     out: list[Problem] = []
-    p = where
+    add = _adder(out, where)
+    _check_top_keys(cfg, add)
+    _check_batch(cfg, world_size, add)
+    _check_precision(cfg, add, compute_capability if combinations else None, is_cpu and combinations)
+    if not combinations:
+        out[:] = [p for p in out if "both enabled" not in p.message]
+    zo = cfg.get("zero_optimization")
+    if zo is not None and not isinstance(zo, dict):
+        add("error", "zero_optimization", f"must be an object, got {excerpt(zo)}", 'write {"stage": 2}')
+    elif isinstance(zo, dict):
+        out.extend(_check_zero(zo, where, combinations))
+    _check_autos(cfg, add)
+    return out
 
-    def add(sev, field, msg, fix):
-        out.append(Problem(sev, f"{p}{field}", msg, fix))
 
+def _check_top_keys(cfg: dict, add: Add) -> None:
     for key in cfg:
+        shown = excerpt(key, 60, quote=False)
         if key in REMOVED_TOP_LEVEL:
-            add("error", key, f"{REMOVED_TOP_LEVEL[key]}; DeepSpeed refuses to start with it", f"remove '{key}'")
+            add("error", shown, f"{REMOVED_TOP_LEVEL[key]}; DeepSpeed refuses to start with it", f"remove '{shown}'")
         elif key not in KNOWN_TOP_LEVEL:
             if closest(key, KNOWN_TOP_LEVEL):
-                add("error", key, "unknown key: DeepSpeed would silently ignore it", did_you_mean(key, KNOWN_TOP_LEVEL))
+                add(
+                    "error",
+                    shown,
+                    "unknown key: DeepSpeed would silently ignore it",
+                    did_you_mean(key, KNOWN_TOP_LEVEL),
+                )
             else:
                 add(
                     "warning",
-                    key,
+                    shown,
                     "unknown key: DeepSpeed would silently ignore it",
                     "remove it, or check the DeepSpeed config reference",
                 )
 
-    # Values of the batch fields.
-    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
-        if key in cfg and cfg[key] != "auto" and not _is_count(cfg[key]):
-            add("error", key, f'must be a positive whole number or "auto", got {cfg[key]!r}', f"set {key} to 1 or more")
-    clip = cfg.get("gradient_clipping")
-    if (
-        clip is not None
-        and clip != "auto"
-        and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0)
-    ):
-        add(
-            "error",
-            "gradient_clipping",
-            f'must be a number >= 0 or "auto", got {clip!r}',
-            "set gradient_clipping to e.g. 1.0",
-        )
-    tb, mb, ga = (
-        cfg.get(k) for k in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
+
+def _hf_text_number(key: str, value: Any, add: Add) -> bool:
+    """A number written as text in a field HF Trainer compares: say what happens. True if so."""
+    if not _numeric_text(value):
+        return False
+    add(
+        "error",
+        key,
+        f"{excerpt(value)} is text, not a number: HF Trainer compares it with its own {HF_FILLED[key]} "
+        f'and, text never being equal to a number, refuses to start ("mismatch")',
+        f'write {value.strip()} without quotes, or "auto" to let HF Trainer fill it',
     )
-    if world_size and all(_is_count(x) for x in (tb, mb, ga)) and tb != mb * ga * world_size:
-        add(
-            "error",
-            "train_batch_size",
-            f"train_batch_size {tb} != micro batch {mb} x accumulation {ga} x {world_size} GPUs "
-            f"= {mb * ga * world_size}",
-            f"set train_batch_size to {mb * ga * world_size}, or remove it and let DeepSpeed derive it",
-        )
-    elif world_size and _is_count(tb) and _is_count(mb) and ga in (None,) and tb % (mb * world_size):
+    return True
+
+
+def _check_batch(cfg: dict, world_size: int | None, add: Add) -> None:
+    for key in BATCH_KEYS:
+        if key not in cfg or cfg[key] == "auto" or _hf_text_number(key, cfg[key], add):
+            continue
+        problem = number_problem(cfg[key], integer=True, minimum=1, maximum=MAX_BATCH)
+        if problem or isinstance(cfg[key], float):
+            problem = problem or f"expected a whole number, got {cfg[key]!r}"
+            add("error", key, f'must be a positive whole number or "auto": {problem}', f"set {key} to 1 or more")
+    clip = cfg.get("gradient_clipping")
+    if clip is not None and clip != "auto" and not _hf_text_number("gradient_clipping", clip, add):
+        problem = number_problem(clip, minimum=0, maximum=1e6)
+        if problem:
+            add(
+                "error",
+                "gradient_clipping",
+                f'must be a number >= 0 or "auto": {problem}',
+                "set gradient_clipping to e.g. 1.0",
+            )
+    _check_batch_arithmetic(cfg, world_size, add)
+
+
+def _check_batch_arithmetic(cfg: dict, world_size: int | None, add: Add) -> None:
+    tb: Any = cfg.get("train_batch_size")
+    mb: Any = cfg.get("train_micro_batch_size_per_gpu")
+    ga: Any = cfg.get("gradient_accumulation_steps")
+    if not world_size or not _is_count(tb):
+        return
+    if _is_count(mb) and _is_count(ga):
+        if tb != mb * ga * world_size:
+            add(
+                "error",
+                "train_batch_size",
+                f"train_batch_size {tb} != micro batch {mb} x accumulation {ga} x {world_size} GPUs "
+                f"= {mb * ga * world_size}",
+                f"set train_batch_size to {mb * ga * world_size}, or remove it and let DeepSpeed derive it",
+            )
+            return
+    elif _is_count(mb) and ga is None and tb % (mb * world_size):
         add(
             "error",
             "train_batch_size",
             f"train_batch_size {tb} is not divisible by micro batch {mb} x {world_size} GPUs",
             "choose a multiple, or set gradient_accumulation_steps",
         )
-    elif world_size and _is_count(tb) and "train_batch_size" in cfg:
-        add(
-            "info",
-            "train_batch_size",
-            f"pins the file to one GPU count ({world_size} now)",
-            "remove it; DeepSpeed derives micro x accumulation x world size",
-        )
+        return
+    add(
+        "info",
+        "train_batch_size",
+        f"pins the file to one GPU count ({world_size} now)",
+        "remove it; DeepSpeed derives micro x accumulation x world size",
+    )
 
-    # Precision.
-    fp16 = _enabled(cfg.get("fp16"))
-    bf16 = _enabled(cfg.get("bf16")) or _enabled(cfg.get("bfloat16"))
-    if fp16 and bf16:
-        add("error", "fp16.enabled", "fp16 and bf16 are both enabled", "enable one of them")
+
+def _check_precision(cfg: dict, add: Add, compute_capability: tuple[int, int] | None, is_cpu: bool) -> None:
     for name in ("fp16", "bf16", "bfloat16"):
         sec = cfg.get(name)
         if sec is not None and not isinstance(sec, dict):
             add(
                 "error",
                 name,
-                f'must be an object like {{"enabled": true}}, got {sec!r}',
+                f'must be an object like {{"enabled": true}}, got {excerpt(sec)}',
                 f'write "{name}": {{"enabled": true}}',
             )
         elif isinstance(sec, dict) and "enabled" in sec and sec["enabled"] not in (True, False, "auto"):
             add(
                 "error",
                 f"{name}.enabled",
-                f'must be true, false or "auto", got {sec["enabled"]!r}',
+                f'must be true, false or "auto", got {excerpt(sec["enabled"])}',
                 "use true or false",
             )
-    if bf16 and compute_capability is not None and compute_capability < (8, 0):
-        cc = fmt_cc(compute_capability)
-        add(
-            "error",
-            "bf16.enabled",
-            f"bf16 needs compute capability 8.0 (Ampere) or newer; this GPU is {cc}",
-            "enable fp16 instead",
-        )
-    if fp16 and is_cpu:
-        add("error", "fp16.enabled", "DeepSpeed's CPU accelerator does not support fp16", "enable bf16 instead")
+    fp16 = _enabled(cfg.get("fp16"))
+    bf16 = _enabled(cfg.get("bf16")) or _enabled(cfg.get("bfloat16"))
+    for c in precision_clashes(bf16=bf16, fp16=fp16, compute_capability=compute_capability, is_cpu=is_cpu):
+        add("error", c.key, c.message, c.json_fix)
 
-    # ZeRO.
-    zo = cfg.get("zero_optimization")
-    if zo is not None and not isinstance(zo, dict):
-        add("error", "zero_optimization", f"must be an object, got {zo!r}", 'write {"stage": 2}')
-        zo = None
-    if isinstance(zo, dict):
-        out.extend(_check_zero(zo, p))
-    for key, value in _walk(cfg):
-        if value == "auto" and not key.startswith(("train_", "gradient_", "fp16", "bf16", "bfloat16")):
-            add(
-                "info",
-                key,
-                '"auto" is resolved by HF Trainer (and by zerowizard\'s export); DeepSpeed alone rejects it',
-                "export with zerowizard to get concrete values",
-            )
+
+def _check_zero(zo: dict, p: str, combinations: bool = True) -> list[Problem]:
+    out: list[Problem] = []
+    add = _adder(out, f"{p}zero_optimization.")
+    stage = zo.get("stage", 0)
+    if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage <= 3:
+        add("error", "stage", f"must be 0, 1, 2 or 3, got {excerpt(stage)}", "use 0, 1, 2 or 3")
+        stage = 0
+    _check_zero_keys(zo, add)
+    _check_zero_values(zo, add)
+    devices = _offload_devices(zo, add)
+    if combinations:
+        opt = zo.get("offload_optimizer")
+        ratio = opt.get("ratio") if isinstance(opt, dict) else None
+        clashes = zero_clashes(
+            stage,
+            devices.get("offload_optimizer", "none"),
+            devices.get("offload_param", "none"),
+            nvme_paths={
+                name: zo[name].get("nvme_path") if isinstance(zo.get(name), dict) else None
+                for name in ("offload_optimizer", "offload_param")
+            },
+            ratio=ratio if number_problem(ratio, minimum=0, maximum=1) is None else None,
+        )
+        for c in clashes:
+            add("error", c.key, c.message, c.json_fix)
     return out
 
 
-def _check_zero(zo: dict, p: str) -> list[Problem]:
-    out: list[Problem] = []
-
-    def add(sev, field, msg, fix):
-        out.append(Problem(sev, f"{p}zero_optimization.{field}", msg, fix))
-
-    stage = zo.get("stage", 0)
-    if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage <= 3:
-        add("error", "stage", f"must be 0, 1, 2 or 3, got {stage!r}", "use 0, 1, 2 or 3")
-        stage = 0
+def _check_zero_keys(zo: dict, add: Add) -> None:
     for key in zo:
+        shown = excerpt(key, 60, quote=False)
         if key in REMOVED_ZERO:
-            add("error", key, f"{REMOVED_ZERO[key]}; DeepSpeed refuses to start with it", f"remove '{key}'")
+            add("error", shown, f"{REMOVED_ZERO[key]}; DeepSpeed refuses to start with it", f"remove '{shown}'")
         elif key in DEPRECATED_ZERO:
-            add("warning", key, "deprecated", DEPRECATED_ZERO[key])
+            add("warning", shown, "deprecated", DEPRECATED_ZERO[key])
         elif key not in KNOWN_ZERO:
-            add("error", key, "unknown ZeRO key; DeepSpeed refuses it", did_you_mean(key, KNOWN_ZERO, "remove it"))
-    for key in (
-        "reduce_bucket_size",
-        "allgather_bucket_size",
-        "stage3_prefetch_bucket_size",
-        "stage3_max_live_parameters",
-        "sub_group_size",
-    ):
+            add("error", shown, "unknown ZeRO key; DeepSpeed refuses it", did_you_mean(key, KNOWN_ZERO, "remove it"))
+
+
+def _check_zero_values(zo: dict, add: Add) -> None:
+    """Types and ranges of the ZeRO fields zerowizard reads (and DeepSpeed validates)."""
+    for key in ZERO_COUNTS + ZERO_THRESHOLDS:
         v = zo.get(key)
-        if v is not None and v != "auto" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-            add("error", key, f"must be a positive number, got {v!r}", "use e.g. 5e8, or remove it")
+        if v is None or v == "auto":
+            continue
+        minimum = 1 if key in ZERO_COUNTS else 0
+        problem = number_problem(v, integer=True, minimum=minimum, maximum=MAX_ELEMENTS)
+        if problem:
+            what = "a positive number" if minimum else "a number >= 0"
+            add("error", key, f"must be {what} of elements: {problem}", "use e.g. 5e8, or remove it")
+    for key in ZERO_FLAGS:
+        if key in zo and not isinstance(zo[key], bool):
+            add("error", key, f"must be true or false, got {excerpt(zo[key])}", "use true or false")
+
+
+def _offload_devices(zo: dict, add: Add) -> dict[str, str]:
     devices = {}
     for name in ("offload_optimizer", "offload_param"):
         sec = zo.get(name)
@@ -237,48 +357,61 @@ def _check_zero(zo: dict, p: str) -> list[Problem]:
             add(
                 "error",
                 name,
-                f'must be an object like {{"device": "cpu"}}, got {sec!r}',
+                f'must be an object like {{"device": "cpu"}}, got {excerpt(sec)}',
                 f'write "{name}": {{"device": "cpu"}}',
             )
             continue
-        dev = str(sec.get("device", "none")).lower()
+        raw = sec.get("device", "none")
+        dev = raw.lower() if isinstance(raw, str) else raw
         if dev not in OFFLOAD_DEVICES:
-            add("error", f"{name}.device", f"{sec.get('device')!r} is not a device", "use none, cpu or nvme")
+            add("error", f"{name}.device", f"{excerpt(raw)} is not a device", "use none, cpu or nvme")
             continue
         devices[name] = dev
-        if dev == "nvme" and not sec.get("nvme_path"):
+        path = sec.get("nvme_path")
+        if path is not None and text_problem(path) is not None:
+            add("error", f"{name}.nvme_path", f"must be a folder name: {text_problem(path)}", "write the folder")
+        if name == "offload_optimizer" and "ratio" in sec:
+            problem = number_problem(sec["ratio"], minimum=0, maximum=1)
+            if problem:
+                add("error", f"{name}.ratio", f"must be a number from 0 to 1: {problem}", "use e.g. 0.3, or remove it")
+    return devices
+
+
+def _check_autos(cfg: dict, add: Add) -> None:
+    """Say what HF Trainer does with each "auto" (zerowizard's export fills the same ones)."""
+    zo = cfg.get("zero_optimization")
+    stage = zo.get("stage") if isinstance(zo, dict) else None
+    for key, value in _walk(cfg):
+        if value != "auto":
+            continue
+        shown = excerpt(key, 80, quote=False)
+        source = HF_FILLED.get(key)
+        if source is not None and (key not in HF_ZERO3_ONLY or stage == 3):
             add(
-                "error",
-                f"{name}.nvme_path",
-                "NVMe offload needs a path",
-                f"set {name}.nvme_path to a local NVMe directory",
+                "info",
+                shown,
+                f'"auto": HF Trainer fills it from {source} (zerowizard --export from the plan); '
+                "DeepSpeed alone refuses the text",
+                "",
             )
-    if devices.get("offload_param", "none") != "none" and stage < 3:
-        add(
-            "error",
-            "offload_param",
-            f"parameter offload works only with ZeRO-3; at stage {stage} DeepSpeed silently ignores it",
-            "use stage 3, or remove offload_param",
-        )
-    if devices.get("offload_optimizer") == "nvme" and stage < 3:
-        add(
-            "error",
-            "offload_optimizer.device",
-            "NVMe optimizer offload (ZeRO-Infinity) needs ZeRO-3",
-            "use stage 3, or offload to cpu",
-        )
-    opt = zo.get("offload_optimizer")
-    if isinstance(opt, dict) and isinstance(opt.get("ratio"), (int, float)) and opt["ratio"] < 1 and stage < 3:
-        add(
-            "error",
-            "offload_optimizer.ratio",
-            f"partial offload (ratio {opt['ratio']}) works only with ZeRO-3",
-            "use stage 3, or remove ratio",
-        )
-    return out
+        elif source is not None:
+            add(
+                "warning",
+                shown,
+                f'"auto": HF Trainer fills it only under ZeRO-3; at stage {excerpt(stage)} '
+                'DeepSpeed gets the text "auto"',
+                "write a number, or remove it",
+            )
+        else:
+            add(
+                "warning",
+                shown,
+                'HF Trainer does not fill "auto" here: DeepSpeed gets the text "auto"',
+                "write a value, or remove it",
+            )
 
 
-def _walk(node, prefix=""):
+def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(node, dict):
         for k, v in node.items():
             yield from _walk(v, f"{prefix}{k}.")

@@ -8,14 +8,14 @@ for the same config, which tests/test_modelspec_meta.py checks.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 from .paths import PRESETS
-from .text import did_you_mean
+from .text import did_you_mean, excerpt
+from .validation import InputError, check_model_config, is_directory, load_json, read_text
 
 FAMILIES = ("llama", "mistral", "qwen2", "internlm2", "gemma2", "gemma")
 
@@ -193,10 +193,26 @@ def find_card(name: str) -> dict | None:
     return None
 
 
-@lru_cache(maxsize=64)
+_LOCAL_CACHE: dict[tuple, dict] = {}
+
+
 def _load_local(path: str) -> dict:
-    with open(Path(path) / "config.json", encoding="utf-8") as fh:
-        return json.load(fh)
+    """A local model's config.json, read boundedly and checked (InputError naming the problem);
+    cached per file version, so an edited config.json is read again."""
+    file = Path(path) / "config.json"
+    try:
+        st = file.stat()
+        key: tuple | None = (str(file), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _LOCAL_CACHE:
+        return _LOCAL_CACHE[key]
+    cfg = check_model_config(load_json(read_text(file, "model"), f"model: {file}"), f"model: {file}")
+    if key is not None:
+        if len(_LOCAL_CACHE) > 64:
+            _LOCAL_CACHE.clear()
+        _LOCAL_CACHE[key] = cfg
+    return cfg
 
 
 def resolve_model(name: str, params: int | None = None) -> ModelSpec:
@@ -204,15 +220,16 @@ def resolve_model(name: str, params: int | None = None) -> ModelSpec:
     card = find_card(name)
     if card is not None:
         spec = _spec_from_config(card, card["name"], source="catalog")
-    elif Path(name).is_dir():
+    elif is_directory(name):
         if not (Path(name) / "config.json").is_file():
             raise ModelNotFound(
-                f"model: directory {name!r} has no config.json; point --model at a transformers model directory"
+                f"model: directory {excerpt(name, 120)} has no config.json; "
+                "point --model at a transformers model directory"
             )
         try:
             cfg = _load_local(str(Path(name).resolve()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelNotFound(f"model: cannot read {name}/config.json ({exc})") from None
+        except InputError as exc:
+            raise ModelNotFound(str(exc)) from None
         try:
             spec = _spec_from_config(cfg, Path(name).name, source="local", local_dir=str(Path(name)))
         except KeyError as exc:
@@ -221,7 +238,7 @@ def resolve_model(name: str, params: int | None = None) -> ModelSpec:
         return borrowed_architecture(name, params)
     else:
         fix = did_you_mean(name, catalog(), "see `zerowizard presets`, or give --params 7B")
-        raise ModelNotFound(f"model: {name!r} is not in the catalog nor a local directory; {fix}")
+        raise ModelNotFound(f"model: {excerpt(name, 120)} is not in the catalog nor a local directory; {fix}")
     if params is not None:
         spec = replace(spec, raw_params=params)
     return spec

@@ -6,22 +6,29 @@ runs them all and never raises. Errors block export and run; warnings and info o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from .dsrules import check_ds_config
 from .problems import Problem
-from .text import did_you_mean, fmt_cc, fmt_gib
+from .text import did_you_mean, excerpt, fmt_gib
+from .validation import path_kind
+from .zerocombos import precision_clashes, zero_clashes
 
-RULES = []
+if TYPE_CHECKING:
+    from .analysis import Analysis
+
+Rule = Callable[["Analysis"], Iterator[Problem]]
+RULES: list[Rule] = []
 
 
-def rule(fn):
+def rule(fn: Rule) -> Rule:
     RULES.append(fn)
     return fn
 
 
 @rule
-def qlora_zero3(ctx) -> Iterator[Problem]:
+def qlora_zero3(ctx: Analysis) -> Iterator[Problem]:
     if ctx.plan.method.type == "qlora" and ctx.zero.stage == 3:
         yield Problem(
             "error",
@@ -33,69 +40,40 @@ def qlora_zero3(ctx) -> Iterator[Problem]:
 
 
 @rule
-def offload_param_below_stage3(ctx):
-    if ctx.zero.offload_param != "none" and ctx.zero.stage < 3:
-        yield Problem(
-            "error",
-            "zero.offload_param",
-            f"parameter offload works only with ZeRO-3; at stage {ctx.zero.stage} DeepSpeed silently ignores it",
-            "use --stage 3, or --offload-param none",
-        )
+def zero_combinations(ctx: Analysis) -> Iterator[Problem]:
+    """Offload and ZeRO stage, on the plan merged with its base (:mod:`.zerocombos`)."""
+    z = ctx.zero
+    seen = set()
+    clashes = zero_clashes(
+        z.stage,
+        z.offload_optimizer,
+        z.offload_param,
+        nvme_paths={"offload_optimizer": z.nvme_path, "offload_param": z.nvme_path},
+        ratio=z.optimizer_ratio,
+    )
+    for c in clashes:
+        if c.plan_field not in seen:  # one folder for both sections: say it once
+            seen.add(c.plan_field)
+            yield Problem("error", c.plan_field, c.message, c.plan_fix)
 
 
 @rule
-def nvme_optimizer_below_stage3(ctx):
-    if ctx.zero.offload_optimizer == "nvme" and ctx.zero.stage < 3:
-        yield Problem(
-            "error",
-            "zero.offload_optimizer",
-            "NVMe optimizer offload (ZeRO-Infinity) works only with ZeRO-3",
-            "use --stage 3, or --offload-optimizer cpu",
-        )
-
-
-@rule
-def nvme_without_path(ctx):
-    if "nvme" in (ctx.zero.offload_optimizer, ctx.zero.offload_param) and not ctx.zero.nvme_path:
-        yield Problem(
-            "error",
-            "zero.nvme_path",
-            "NVMe offload needs a directory on a local NVMe drive",
-            "set zero.nvme_path (e.g. /local_nvme)",
-        )
-
-
-@rule
-def partial_offload_below_stage3(ctx):
-    if ctx.zero.optimizer_ratio < 1 and ctx.zero.stage < 3:
-        yield Problem(
-            "error",
-            "zero_optimization.offload_optimizer.ratio",
-            f"partial optimizer offload (ratio {ctx.zero.optimizer_ratio}) works only with ZeRO-3",
-            "use stage 3, or remove ratio from the JSON",
-        )
-
-
-@rule
-def precision_vs_hardware(ctx):
-    hw, prec, cc = ctx.hardware, ctx.plan.precision, ctx.hardware.compute_capability
-    if prec == "bf16" and not hw.is_cpu and cc is not None and cc < (8, 0):
-        yield Problem(
-            "error",
-            "precision",
-            f"bf16 needs compute capability 8.0 (Ampere) or newer; {hw.name} is {fmt_cc(cc)}",
-            "use --precision fp16 (or auto, which picks fp16 here)",
-        )
-    if prec == "fp16" and hw.is_cpu:
-        yield Problem(
-            "error", "precision", "DeepSpeed's CPU accelerator does not support fp16", "use --precision bf16 (or auto)"
-        )
+def precision_vs_hardware(ctx: Analysis) -> Iterator[Problem]:
+    hw, prec = ctx.hardware, ctx.plan.precision
+    for c in precision_clashes(
+        bf16=prec == "bf16",
+        fp16=prec == "fp16",
+        compute_capability=hw.compute_capability,
+        is_cpu=hw.is_cpu,
+        device=hw.name,
+    ):
+        yield Problem("error", c.plan_field, c.message, c.plan_fix)
     if prec == "auto":
         yield Problem("info", "precision", f"auto chose {ctx.precision}: {ctx.precision_reason}", "")
 
 
 @rule
-def unknown_model(ctx):
+def unknown_model(ctx: Analysis) -> Iterator[Problem]:
     if ctx.model_error:
         yield Problem(
             "error",
@@ -106,7 +84,7 @@ def unknown_model(ctx):
 
 
 @rule
-def unknown_gpu(ctx):
+def unknown_gpu(ctx: Analysis) -> Iterator[Problem]:
     hw = ctx.hardware
     if hw.source == "catalog" and hw.memory_bytes <= 0:
         from .hardware import CATALOG
@@ -122,12 +100,14 @@ def unknown_gpu(ctx):
 
 
 @rule
-def deepspeed_base(ctx):
+def deepspeed_base(ctx: Analysis) -> Iterator[Problem]:
     if ctx.base_error:
         yield Problem("error", "deepspeed", ctx.base_error, "")
         return
     if ctx.base is not None:
-        for p in check_ds_config(ctx.base, world_size=None, where="deepspeed: "):
+        # Offload and precision combinations are judged on the merged plan (zero_combinations,
+        # precision_vs_hardware): a flag may have changed what the base says.
+        for p in check_ds_config(ctx.base, world_size=None, where="deepspeed: ", combinations=False):
             # Precision and batch fields are overridden by the plan; report only what survives.
             if p.field.split(": ", 1)[-1].split(".")[0] in (
                 "fp16",
@@ -145,7 +125,7 @@ def deepspeed_base(ctx):
 
 
 @rule
-def train_batch_size_in_base(ctx):
+def train_batch_size_in_base(ctx: Analysis) -> Iterator[Problem]:
     base = ctx.base or {}
     tb = base.get("train_batch_size")
     if isinstance(tb, int) and not isinstance(tb, bool):
@@ -163,7 +143,7 @@ def train_batch_size_in_base(ctx):
 
 
 @rule
-def lora_fields_with_full(ctx):
+def lora_fields_with_full(ctx: Analysis) -> Iterator[Problem]:
     m = ctx.plan.method
     if m.type == "full" and ctx.lora_fields_set:
         yield Problem(
@@ -175,7 +155,7 @@ def lora_fields_with_full(ctx):
 
 
 @rule
-def memory_fit(ctx):
+def memory_fit(ctx: Analysis) -> Iterator[Problem]:
     sel = ctx.selected
     if sel is None:
         return
@@ -206,7 +186,7 @@ def memory_fit(ctx):
         )
 
 
-def _fix_text(ctx) -> str:
+def _fix_text(ctx: Analysis) -> str:
     rec = ctx.recommended
     if rec is not None:
         v = rec.variant
@@ -217,7 +197,7 @@ def _fix_text(ctx) -> str:
 
 
 @rule
-def higher_stage_than_needed(ctx):
+def higher_stage_than_needed(ctx: Analysis) -> Iterator[Problem]:
     sel, rec = ctx.selected, ctx.recommended
     if sel is None or rec is None or not sel.fits:
         return
@@ -238,10 +218,10 @@ def higher_stage_than_needed(ctx):
 
 
 @rule
-def sequence_longer_than_model(ctx):
+def sequence_longer_than_model(ctx: Analysis) -> Iterator[Problem]:
     spec = ctx.model
     limit = spec.card.get("max_position_embeddings") if spec else None
-    if isinstance(limit, int) and ctx.plan.batch.seq_len > limit:
+    if spec is not None and isinstance(limit, int) and ctx.plan.batch.seq_len > limit:
         yield Problem(
             "warning",
             "batch.seq_len",
@@ -251,12 +231,35 @@ def sequence_longer_than_model(ctx):
 
 
 @rule
-def hardware_notes(ctx):
+def data_file(ctx: Analysis) -> Iterator[Problem]:
+    """A local data file that cannot be read is found now, not after the ranks have started."""
+    path = ctx.plan.data.path
+    if not path:
+        return
+    kind = path_kind(path)
+    local = kind != "missing" or path.lower().endswith((".json", ".jsonl")) or path.startswith((".", "/", "~"))
+    if kind == "file" or not local:
+        return  # a readable file, or a hub dataset id
+    shown = excerpt(path, 120)
+    if kind == "missing":
+        yield Problem(
+            "warning",
+            "data.path",
+            f"no such file {shown} here; the run stops at start-up unless it exists where the job runs",
+            "check the path (a hub dataset id has no .json suffix)",
+        )
+    else:
+        why = kind[len("invalid: ") :] if kind.startswith("invalid") else f"is a {kind}, not a file"
+        yield Problem("error", "data.path", f"{shown} {why}", "give a JSON or JSONL file")
+
+
+@rule
+def hardware_notes(ctx: Analysis) -> Iterator[Problem]:
     for note in ctx.hardware.notes:
         yield Problem("info", "hardware.gpu", note, "")
 
 
-def check(ctx) -> list[Problem]:
+def check(ctx: Analysis) -> list[Problem]:
     """Run every rule on an analysis context; a failing rule becomes a problem, never an exception."""
     out: list[Problem] = []
     for fn in RULES:

@@ -45,9 +45,52 @@ def gib_figure(n: int | float) -> str:
 
 
 def excerpt(value: object, limit: int = 40, *, quote: bool = True) -> str:
-    """A short, one-line rendering of a (possibly huge or hostile) value for an error message."""
-    text = repr(value) if quote else str(value)
+    """A short, one-line rendering of a (possibly huge or hostile) value for an error message.
+
+    Bounded in time as well as in length: a list that expands through YAML aliases to millions of
+    items, or an integer of a million digits, is rendered from its first few parts only."""
+    if quote or not isinstance(value, str):
+        text = _short_repr(value, limit + 1)
+    else:
+        text = value[: limit + 1]
     text = text.replace("\n", "\\n").replace("\r", "\\r")
     if len(text) > limit:
         text = text[: max(1, limit - 1)] + "…"
     return text
+
+
+def _short_repr(value: object, budget: int) -> str:
+    """repr() of ``value`` cut after about ``budget`` characters, never walking more than that."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        if value.bit_length() > 4 * budget + 64:  # too long to print anyway (and repr may refuse)
+            digits = int(value.bit_length() * 0.30103) + 1
+            return f"{'-' if value < 0 else ''}<a number of about {digits:,} digits>"
+        return repr(value)
+    if isinstance(value, (str, bytes)):
+        return repr(value[: budget + 1])
+    if isinstance(value, (list, tuple, set, frozenset, dict)):
+        if budget <= 0:
+            return "..."
+        brackets = {list: "[]", tuple: "()", dict: "{}"}.get(type(value), "{}")
+        items = value.items() if isinstance(value, dict) else value
+        parts: list[str] = []
+        used = 1
+        for item in items:
+            if used > budget:
+                parts.append("...")
+                break
+            if isinstance(value, dict):
+                k, v = item
+                part = f"{_short_repr(k, budget - used)}: {_short_repr(v, budget - used)}"
+            else:
+                part = _short_repr(item, budget - used)
+            parts.append(part)
+            used += len(part) + 2
+        return brackets[0] + ", ".join(parts) + brackets[1]
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails is still shown by its type
+        return f"<{type(value).__name__}>"
+    return text[: budget + 1]

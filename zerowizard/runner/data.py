@@ -30,36 +30,51 @@ def _records_from_text(text: str, name: str) -> list[Record]:
     stripped = text.lstrip()
     if not stripped:
         raise DataError(f"{name}: the file is empty; expected a JSON list or JSON lines of records")
-    out: list[Record] = []
-    if stripped[0] == "[":
-        dec = json.JSONDecoder()
-        i = text.index("[") + 1
-        n = len(text)
-        while True:
-            while i < n and text[i] in " \t\r\n,":
-                i += 1
-            if i >= n:
-                raise DataError(f"{name} line {text.count(chr(10), 0, i) + 1}: the JSON list is not closed")
-            if text[i] == "]":
-                break
-            line = text.count("\n", 0, i) + 1
-            try:
-                obj, i = dec.raw_decode(text, i)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{name} line {exc.lineno}: not valid JSON ({exc.msg})") from None
-            out.append(_record(obj, f"{name} line {line}"))
-    else:
-        for lineno, raw in enumerate(text.splitlines(), 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{name} line {lineno}: not valid JSON ({exc.msg})") from None
-            out.append(_record(obj, f"{name} line {lineno}"))
+    out = _records_from_list(text, name) if stripped[0] == "[" else _records_from_lines(text, name)
     if not out:
         raise DataError(f"{name}: no records found")
     return out
+
+
+def _records_from_list(text: str, name: str) -> list[Record]:
+    out: list[Record] = []
+    dec = json.JSONDecoder()
+    i = text.index("[") + 1
+    n = len(text)
+    while True:
+        while i < n and text[i] in " \t\r\n,":
+            i += 1
+        if i >= n:
+            raise DataError(f"{name} line {text.count(chr(10), 0, i) + 1}: the JSON list is not closed")
+        if text[i] == "]":
+            return out
+        line = text.count("\n", 0, i) + 1
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name} line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, nesting 1000 deep
+            raise DataError(f"{name} line {line}: a value JSON cannot hold ({_why(exc)})") from None
+        out.append(_record(obj, f"{name} line {line}"))
+
+
+def _records_from_lines(text: str, name: str) -> list[Record]:
+    out: list[Record] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name} line {lineno}: not valid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, nesting 1000 deep
+            raise DataError(f"{name} line {lineno}: a value JSON cannot hold ({_why(exc)})") from None
+        out.append(_record(obj, f"{name} line {lineno}"))
+    return out
+
+
+def _why(exc: BaseException) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else "a number of more than 4,300 digits"
 
 
 def _record(obj, where: str) -> Record:
@@ -72,13 +87,19 @@ def _record(obj, where: str) -> Record:
 
 def load_records(path: str | Path) -> list[Record]:
     """Records of a local JSON (list) or JSONL file."""
-    path = Path(path)
-    if not path.is_file():
+    from zerowizard.core.validation import InputError, check_data_file, path_kind
+
+    if path_kind(path) == "missing":
         raise DataError(f"{path}: no such data file; pass --data FILE (JSON or JSONL)")
     try:
+        path = check_data_file(path, "data")  # not a directory, a FIFO (would block) or a device
         text = path.read_text(encoding="utf-8")
+    except InputError as exc:
+        raise DataError(f"{exc}; pass --data FILE (JSON or JSONL)") from None
     except UnicodeDecodeError:
         raise DataError(f"{path}: not a UTF-8 text file; expected JSON or JSONL") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return _records_from_text(text, str(path))
 
 

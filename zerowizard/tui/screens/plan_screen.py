@@ -266,7 +266,7 @@ class PlanScreen(Screen):
                 try:
                     self.plan_path = str(files.save(self.plan, paths["plan"]))
                     self.notify(self.plan_path, title="Plan saved")
-                except OSError as exc:
+                except (OSError, ValueError) as exc:  # ValueError: InputError (a directory, a device...)
                     self.notify(str(exc), title="Save failed", severity="error")
 
         self.app.push_screen(

@@ -17,7 +17,8 @@ from textual.message import Message
 from textual.reactive import Reactive
 from textual.widgets import Input, Label, Select, Switch
 
-from zerowizard.core.plan import field_doc
+from zerowizard.core.plan import field_doc, field_problem
+from zerowizard.core.validation import InputError, parse_number
 
 
 class FieldInput(Input):
@@ -106,11 +107,11 @@ class NumberField(PlanField):
         text = text.strip()
         if not text:
             return self.optional, None
-        try:
-            value = self.kind(text)
-        except ValueError:
+        try:  # finite, in range: 'inf' or 1e300 would reach the memory model otherwise
+            value = parse_number(text, integer=self.kind is int, minimum=self.minimum)
+        except InputError:
             return False, None
-        return value >= self.minimum, value
+        return field_problem(self.section, self.key, value) is None, value
 
     def on_mount(self) -> None:
         # Read the text as it changes, inside the keystroke: the screen then gets the new value
