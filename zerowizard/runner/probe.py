@@ -158,7 +158,8 @@ class ProbeCancelled(Exception):
 
 
 def _launch_args(c: Candidate, run_dir: Path, opts: ProbeOptions) -> list[str]:
-    args = [sys.executable, "-m", "zerowizard", "run", "--headless", "--no-save"]
+    # --on-oom stop: an out-of-memory candidate is a result, not something for the runner to work around
+    args = [sys.executable, "-m", "zerowizard", "run", "--headless", "--no-save", "--on-oom", "stop"]
     args += ["--plan", str(run_dir / "candidate.yaml"), "--output", str(run_dir / "run")]
     if opts.memory_limit_gib:
         args += ["--memory-limit", repr(float(opts.memory_limit_gib))]
