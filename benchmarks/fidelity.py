@@ -25,6 +25,7 @@ Beside ours it prints DeepSpeed's own estimate_zero2/zero3_model_states_mem_need
     python benchmarks/fidelity.py                 # full sweep (about 10 minutes on 2 cores)
     python benchmarks/fidelity.py --quick         # a handful of configs, 2 ranks
     python benchmarks/fidelity.py --world 2 --only 'full-bf16-z2*'
+    python benchmarks/fidelity.py --peak          # peak tensor memory with activations (fidelity_peak.py)
 """
 
 from __future__ import annotations
@@ -831,6 +832,11 @@ def markdown_families(fams: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--peak" in argv:  # peak tensor memory beyond the model states: benchmarks/fidelity_peak.py
+        import fidelity_peak
+
+        return fidelity_peak.main([a for a in argv if a != "--peak"])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", type=int, action="append", help="world sizes to run (default 1 2 4)")
     ap.add_argument("--only", help="fnmatch pattern on config names")

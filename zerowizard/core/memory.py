@@ -28,6 +28,7 @@ Pure Python, integer bytes, fast: the TUI calls :func:`estimate` on every keystr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from .text import GIB
@@ -217,41 +218,87 @@ def _mlp_bytes(w: Workload, moe: bool) -> int:
     return 2 * h + 6 * w.num_experts + routed + 8 * w.shared_width
 
 
-def activations(w: Workload) -> int:
-    """Activation bytes held at the peak of one micro batch's forward/backward, per GPU.
+def activations(w: Workload, v: Variant | None = None) -> int:
+    """Activation bytes at the peak of one micro batch's forward/backward, per GPU; with a variant,
+    what they add to the peak of the model states (see :func:`_held_at_activation_peak`).
 
-    Per decoder layer (Korthikanti et al. 2022, Table 2, without tensor/sequence parallelism, bytes
-    at 16 bits), generalised to grouped-query attention, a SwiGLU MLP of width f and routed experts
-    (:func:`_mlp_bytes`: a mixture of experts keeps the routed experts' activations only):
-      attention  s·b·(2h [qkv input] + 2q [Q] + 4kv [K, V] + 2q [o_proj input])
-      MLP        s·b·(2h [input] + 8f [gate, up, act(gate), gate·up])
-      norms      s·b·4h (two RMSNorm inputs)
-      eager attention (no fused kernel) adds 5·a·s²·b; SDPA/FlashAttention keep O(s) instead.
-    LoRA dropout keeps a dropped copy of each targeted linear's input (peft's lora_dropout).
+    Measured tensor by tensor on the CPU (benchmarks/fidelity_peak.py: torch's allocator, HF Llama
+    and Qwen2, SDPA, peft, non-reentrant checkpointing), per token and decoder layer, 16-bit:
+      norms      each RMSNorm keeps its fp32 input (4h) and rsqrt (4); a trainable norm weight also
+                 keeps the normalised 16-bit input (2h)
+      attention  2h (q/k/v input) + 2q (Q) + 2kv (K) + 2kv (V) + 2q (output, also o_proj's input)
+                 + 4a (fp32 log-sum-exp of the fused kernel); eager attention adds 5·a·s
+      MLP        :func:`_mlp_bytes`: 2h (input) + 8f (gate, up, act(gate), act·up: SwiGLU of width f);
+                 a mixture of experts keeps the routed experts' activations only
+      padding    a micro batch over 1 is padded (the collator): SDPA then gets a mask, so K and V
+                 are expanded to the query heads (4(q - kv)) and each layer keeps its 16-bit s×s mask
+      LoRA       frozen norms and linears keep nothing for their weights; each adapter keeps its r-wide
+                 A output (7 adapters: 14r); dropout keeps the dropped copy and its noise (2+2 bytes
+                 per input element on the CPU, 2+1 (a bool mask) on CUDA) for every targeted linear's
+                 input in place of the shared norm outputs and down input (-4h - 2f)
     Only layers from the lowest trainable one up keep anything (freeze tuning: autograd records
     nothing below the first parameter that needs a gradient).
-    Gradient checkpointing keeps each layer's 2·s·b·h input and recomputes one layer at a time.
-    Logits: s·b·V in 16 bits, the fp32 upcast and the fp32 log-softmax kept for the loss.
+    The loss: the fp32 log-softmax of the logits is kept (4V per token); backward's first node adds
+    nll's gradient and log-softmax's gradient, both fp32 (8V): 12V at the peak, while every layer's
+    activations are still alive. Gradient checkpointing keeps each layer's 16-bit input (2h) and the
+    final norm, and backward peaks at the larger of the loss (12V) and one recomputed layer with its
+    gradients (per layer + 2h + 2f, beside 4V of the loss still held).
     """
-    s, b, h = w.seq_len, w.micro_batch, w.hidden_size
+    s, b, h, f = w.seq_len, w.micro_batch, w.hidden_size, w.intermediate_size
+    q, kv, heads = w.q_dim, w.kv_dim, w.num_heads
     scale = 2 if w.precision == "fp32" else 1  # the figures above are for 16-bit tensors
     tokens = s * b
-    attn = 2 * h + 2 * w.q_dim + 4 * w.kv_dim + 2 * w.q_dim + 4 * h
-    if w.method not in ("full", "freeze") and w.lora_dropout > 0:
-        attn += 2 * (w.lora_inputs or 5 * h + w.q_dim + w.intermediate_size)  # inputs of the targeted linears
-    extra = 5 * w.num_heads * s * s * b if w.attention == "eager" else 0
+    lora = w.method in ("lora", "qlora")
+    per_token = 2 * (4 * h + 4 + (0 if lora else 2 * h)) + 2 * h + 4 * q + 4 * kv + 4 * heads
+    if b > 1:
+        per_token += 4 * max(0, q - kv) + 2 * s
+    if w.attention == "eager":
+        per_token += 5 * heads * s
+    if lora:
+        per_rank = w.num_layers * (7 * h + 2 * q + 2 * kv + 3 * f)
+        r = max(1, w.trainable_params // max(1, per_rank))
+        per_token += 7 * 2 * r
+        if w.lora_dropout > 0:
+            per_token += (4 if w.is_cpu else 3) * (w.lora_inputs or 5 * h + q + f) - 4 * h - 2 * f
+    dense_layer = tokens * (per_token + _mlp_bytes(w, False)) * scale
     moe = min(w.moe_layers, w.num_layers) if w.num_experts else 0
-    dense_layer = (tokens * (attn + _mlp_bytes(w, False)) + extra) * scale
-    moe_layer = (tokens * (attn + _mlp_bytes(w, True)) + extra) * scale
+    moe_layer = tokens * (per_token + _mlp_bytes(w, True)) * scale if moe else 0
     kept = w.num_layers if w.backprop_layers is None else min(w.num_layers, max(0, w.backprop_layers))
     kept_moe = min(moe, kept)  # MoE layers sit above the dense ones (DeepSeek's first layers)
+    final = tokens * (4 * h if lora else 8 * h) * scale
+    loss = 12 * tokens * w.vocab_size
     if w.grad_checkpointing:
-        layers = kept * tokens * 2 * h * scale + (max(dense_layer, moe_layer if moe else 0) if kept else 0)
+        saved = kept * tokens * 2 * h * scale + final
+        layer = max(dense_layer, moe_layer) if kept else 0
+        recompute = layer + tokens * (2 * h + 2 * f) * scale + 4 * tokens * w.vocab_size
+        peak = saved + max(loss, recompute)
     else:
-        layers = kept_moe * moe_layer + (kept - kept_moe) * dense_layer
-    wbytes = 4 if w.precision == "fp32" else 2
-    logits = tokens * w.vocab_size * (wbytes + 4 + 4)
-    return layers + logits
+        peak = kept_moe * moe_layer + (kept - kept_moe) * dense_layer + final + loss
+    if v is None:
+        return peak
+    phases = zero_phases(w, v)
+    weights, grads, optim, _ = _model_states(w, v, phases)
+    # the states' own peak: weights + grads + optimizer + buffers (see _buffers)
+    states_peak = max(weights + grads + optim, *(sum(part[0] for part in ph.values()) for ph in phases.values()))
+    return max(0, _held_at_activation_peak(w, v, phases["backward"]) + peak - states_peak)
+
+
+def _held_at_activation_peak(w: Workload, v: Variant, ph: dict[str, tuple[int, int]]) -> int:
+    """Device bytes of model states alive when activations peak (the loss's backward, before this
+    micro batch has produced any gradient): weights and optimizer states; ZeRO-3's persistent
+    gradient partition, bucket and gathered parameters; with accumulation, the gradients accumulated
+    so far. The gradients, buckets and step buffers of the states' own peak come later, when the
+    activations are gone, so the step's peak is the larger of the two, not their sum (measured,
+    benchmarks/fidelity_peak.py: a full fine-tune's gradient memory is not yet allocated there).
+    ``ph`` is the ``backward`` phase of :func:`zero_phases`."""
+    held = ph["weights"][0] + ph["optimizer"][0]
+    if v.stage == 3:
+        held += ph["grads"][0] + ph["gradbuf"][0] + ph["transient"][0]
+    elif w.grad_accum > 1:
+        wb = 4 if w.precision == "fp32" else 2
+        whole = v.stage <= 1  # param.grad kept whole between boundaries (ZeRO-2: its partition)
+        held += min(ph["grads"][0], w.trainable_params * wb if whole else ph["grads"][0] // 2)
+    return held
 
 
 # bitsandbytes QuantState constants per quantised nn.Linear (measured, benchmarks/fidelity.py):
@@ -384,6 +431,7 @@ def _put(x: int, on_host: bool) -> tuple[int, int]:
     return _host(x) if on_host else _dev(x)
 
 
+@functools.lru_cache(maxsize=64)  # one variant's estimate asks several times; callers only read it
 def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]]:
     """What DeepSpeed 0.19 holds per rank at the two peaks of a step, by part, as (device, host).
 
@@ -474,7 +522,10 @@ def _stage12(w: Workload, v: Variant, st: _States) -> dict:
     weights = _dev(st.weights)
     back = {"weights": weights, "grads": _dev(grads), "gradbuf": _dev(gbuf), "optimizer": _dev(opt)}
     step = {"weights": weights, "grads": _dev(_ceil_div(4 * st.t, st.n)), "gradbuf": _ZERO, "optimizer": _dev(opt)}
-    return {"backward": {**back, "transient": _ZERO}, "step": {**step, "transient": _ZERO}}
+    # while the fp32 partition is made: the 16-bit partition and its flattened copy
+    # (stage_1_and_2.py step: flatten(averaged_gradients).to(fp32); benchmarks/fidelity_peak.py)
+    transient = _dev(part16 + _ceil_div(st.t * st.wb, st.n))
+    return {"backward": {**back, "transient": _ZERO}, "step": {**step, "transient": transient}}
 
 
 def _stage12_offload(w: Workload, v: Variant, st: _States) -> dict:
@@ -614,7 +665,7 @@ def save_gather_bytes(w: Workload, v: Variant) -> int:
 def estimate_variant(w: Workload, v: Variant) -> VariantEstimate:
     phases = zero_phases(w, v)
     weights, grads, optim, host_offload = _model_states(w, v, phases)
-    acts = activations(w)
+    acts = activations(w, v)
     buffers = _buffers(w, v, phases)
     save = save_gather_bytes(w, v)
     save_extra = 0  # rank 0 only: how far the save raises its peak above training's

@@ -137,7 +137,7 @@ def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdi
         max_steps=t.max_steps or -1,
         logging_steps=t.logging_steps,
         logging_first_step=True,
-        save_strategy="steps",
+        save_strategy="steps" if spec.get("save", True) else "no",
         save_steps=t.save_steps or 10**9,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
@@ -284,8 +284,9 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     cb.phases = phases  # ends the start-up phases when training begins (setup_phases_s)
     phases.begin("engine", "DeepSpeed init: engine, optimizer and process group" + _resuming(spec))
     trainer.train(resume_from_checkpoint=spec.get("resume_from"))
-    final = workdir / "final"
-    save_final(trainer, final, ds_config)
+    final = workdir / "final" if spec.get("save", True) else None
+    if final is not None:
+        save_final(trainer, final, ds_config)
     cb.finish(trainer, final)
     return 0
 
