@@ -95,12 +95,14 @@ def test_offload_moves_optimizer_and_params_to_host():
 def test_activations_grow_with_batch_and_fall_with_checkpointing():
     base = _analysis(batch={"grad_checkpointing": False})
 
-    def act(a):
-        return a.estimates[0].per_gpu.activations
+    def act(a):  # the activation peak itself (per_gpu.activations is what it adds to the states' peak)
+        from zerowizard.core.memory import activations
+
+        return activations(a.workload)
 
     double = _analysis(batch={"grad_checkpointing": False, "micro_batch": 2})
     ckpt = _analysis(batch={"grad_checkpointing": True})
-    assert act(double) == 2 * act(base)
+    assert act(double) > 2 * act(base)  # and a padded micro batch keeps its attention masks
     assert act(ckpt) < act(base) / 4
 
 
@@ -118,7 +120,10 @@ def test_buffers_follow_bucket_sizes():
     x, n = 7_000_000_000, 8
     emb = w.vocab_size * w.hidden_size
     back = 2 * 500_000_000 * 2 + w.largest_linear_params // 2 * 2 + (emb * 2 if emb > w.reduce_bucket_size else 0)
-    assert e2.per_gpu.buffers == max(back, 4 * x // n - 2 * x // n)
+    # the step: the fp32 partition (4x/N), made from the 16-bit partition (2x/N + the boundary
+    # parameter) through a flattened 16-bit copy (2x/N), beside the guide's 2x/N (fidelity_peak.py)
+    part16 = 2 * x // n + w.largest_linear_params // 2 * 2
+    assert e2.per_gpu.buffers == max(back, 4 * x // n + part16 + 2 * x // n - 2 * x // n)
     # ZeRO-1 with gradient accumulation holds whole 16-bit grads (the guide's 2x) between
     # boundaries, with the buckets beside them (measured on the CPU with 2 accumulation steps)
     e1 = estimate_variant(replace(w, grad_accum=4), Variant(1))

@@ -28,6 +28,7 @@ EPILOG = """examples:
   zerowizard run --headless --recipe internlm2_chat_7b_qlora_oasst1_e3 --deepspeed deepspeed_zero2
   zerowizard gpus --json
   zerowizard presets
+  zerowizard probe --memory-limit 24 --apply plan.yaml   measure candidate configs, keep the fastest that fits
   zerowizard export-model work_dirs/RUN --merge-lora   a Hugging Face folder out of a run
 
 exit codes: 0 ok; 2 bad input (a flag, a file, a plan or JSON with errors: `estimate` still prints its
@@ -35,7 +36,7 @@ table); 1 a runtime failure or a bug (one line; the traceback is saved under ~/.
 130/143 stopped by a signal
 """
 
-COMMANDS = ("estimate", "validate", "gpus", "presets", "run", "export-model")
+COMMANDS = ("estimate", "validate", "gpus", "presets", "run", "probe", "export-model")
 
 
 def _plan_parser() -> argparse.ArgumentParser:
@@ -121,6 +122,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         from .runner.launch import add_run_arguments
 
         add_run_arguments(run)
+    from .probecmd import add_probe_parser
+
+    add_probe_parser(sub, common)
     return parser
 
 
@@ -212,6 +216,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .runner.launch import run_headless
 
         return run_headless(plan, args)
+    if cmd == "probe":
+        from .probecmd import cmd_probe
+
+        return cmd_probe(args, plan)
     if exporting:
         from .export import cmd_export
 

@@ -277,3 +277,6 @@ def check(ctx: Analysis) -> list[Problem]:
         except Exception as exc:  # noqa: BLE001 - a bug in one rule must not hide the others
             out.append(Problem("warning", fn.__name__, f"rule failed: {exc!r}", "please report this"))
     return out
+
+
+from . import modelrules  # noqa: E402, F401 - registers the model/method rules (pre-quantized, MoE, freeze, optimizer)

@@ -151,7 +151,7 @@ class EventsCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kw):
         self._emit("eval", step=state.global_step, metrics=metrics or {})
 
-    def finish(self, trainer, final: Path) -> None:
+    def finish(self, trainer, final: Path | None) -> None:
         state = trainer.state
         self._memory()  # every rank's final figures, then wait for all of them
         import torch.distributed as dist
@@ -166,7 +166,7 @@ class EventsCallback(TrainerCallback):
             step=state.global_step,
             total_steps=state.max_steps,
             loss=self.last_loss,
-            final_model=str(final),
+            final_model=str(final) if final is not None else None,
             method=self.plan.method.type,
             elapsed_s=round(time.time() - self.started, 2),
             tokens=self._tokens(),

@@ -219,6 +219,7 @@ class Run:
             "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None,
             "attempt": attempt,
             "memory_limit": {**prep.memory_limit, "token": memlimit.new_token()} if prep.memory_limit else None,
+            "save": self.opts.save,
         }
         assert analysis.ds is not None  # an analysis without errors has its DeepSpeed JSON
         prepare.write_run_files(prep.workdir, plan, analysis.ds.config, spec)

@@ -61,6 +61,7 @@ class RunOptions:
     resume: bool  # continue output's latest checkpoint
     on_oom: str = "retry"  # retry | stop
     memory_limit_gib: float | None = None  # per-rank memory limit (--memory-limit)
+    save: bool = True  # False (--no-save): no checkpoint, no final model
     name: str = "run"  # a new run folder's name stem
     changes: tuple[str, ...] = ()  # one line per field the merge with the saved run changed
 
@@ -115,6 +116,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="GiB",
         help="cap each rank's memory as if the device had GiB (CUDA: allocator fraction; CPU: a cgroup)",
     )
+    opt("--no-save", action="store_true", help="write no checkpoint and no final model (measuring: zerowizard probe)")
     opt(
         "--on-oom",
         choices=ON_OOM,
@@ -305,6 +307,7 @@ def build_run_options(args: argparse.Namespace, plan: Plan) -> RunOptions:
         resume=resume_dir is not None,
         on_oom=getattr(args, "on_oom", None) or "retry",
         memory_limit_gib=limit,
+        save=not getattr(args, "no_save", False),
         name=_new_name(args, final),
         changes=tuple(plan_changes(saved, final)) if saved is not None else (),
     )

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from zerowizard.runner.runspec import RunnerSpec
 
-TRUST_REMOTE_CODE_FAMILIES = {"internlm2"}
+TRUST_REMOTE_CODE_FAMILIES = {"internlm2", "internlm3"}  # not in transformers 5: the hub repo's code
 
 
 class PrepareError(RuntimeError):

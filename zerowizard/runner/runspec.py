@@ -37,6 +37,7 @@ class RunnerSpec(TypedDict, total=False):
     predicted_per_gpu_bytes: int | None  # the memory model's figure for the selected variant
     attempt: int  # 1; 2, 3, ... after an out-of-memory fallback
     memory_limit: MemoryLimit | None  # run --memory-limit (zerowizard.runner.memlimit)
+    save: bool  # False (run --no-save): no checkpoint, no final model
     # filled in by the rank while it runs (never written back)
     zero3_partitioned: bool
     setup_phases_s: dict[str, float]

@@ -71,6 +71,9 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
     spec["zero3_partitioned"] = any(hasattr(p, "ds_id") for p in model.parameters())
     if method == "full":
         return model
+    if method == "freeze":
+        freeze_layers(model, plan)
+        return model
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if method == "qlora":
@@ -91,6 +94,18 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
             if p.requires_grad:
                 p.data = p.data.to(dtype)
     return model
+
+
+def freeze_layers(model, plan) -> None:
+    """Freeze tuning: only the last ``freeze_layers`` decoder layers (narrowed to ``trainable_modules``)
+    keep ``requires_grad``; the predicate is the one the memory model counts with (core.freeze)."""
+    from zerowizard.core.freeze import is_trainable
+
+    config = getattr(model.config, "text_config", None) or model.config
+    layers = int(config.num_hidden_layers)
+    m = plan.method
+    for name, p in model.named_parameters():
+        p.requires_grad_(is_trainable(name, layers, m.freeze_layers, m.trainable_modules))
 
 
 def load_data(spec: dict, plan, tok):
@@ -122,7 +137,7 @@ def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdi
         max_steps=t.max_steps or -1,
         logging_steps=t.logging_steps,
         logging_first_step=True,
-        save_strategy="steps",
+        save_strategy="steps" if spec.get("save", True) else "no",
         save_steps=t.save_steps or 10**9,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
@@ -269,8 +284,9 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     cb.phases = phases  # ends the start-up phases when training begins (setup_phases_s)
     phases.begin("engine", "DeepSpeed init: engine, optimizer and process group" + _resuming(spec))
     trainer.train(resume_from_checkpoint=spec.get("resume_from"))
-    final = workdir / "final"
-    save_final(trainer, final, ds_config)
+    final = workdir / "final" if spec.get("save", True) else None
+    if final is not None:
+        save_final(trainer, final, ds_config)
     cb.finish(trainer, final)
     return 0
 
