@@ -69,11 +69,13 @@ async def test_set_model_from_the_palette(make):
         await pilot.press(*"set model qwen2.5-7b")
         palette = app.screen
 
-        def found() -> bool:
+        def index() -> int | None:
             ol = palette.query_one(OptionList)
-            return ol.option_count > 0 and "qwen2.5-7b" in str(ol.get_option_at_index(0).prompt)
+            prompts = [str(ol.get_option_at_index(i).prompt) for i in range(ol.option_count)]
+            return next((i for i, p in enumerate(prompts) if p.split("\n")[0] == "Set Model: qwen2.5-7b"), None)
 
-        assert await wait_for(pilot, found, 10)
+        assert await wait_for(pilot, lambda: index() is not None, 10)
+        palette.query_one(OptionList).highlighted = index()
         await pilot.press("enter")
         assert await wait_for(pilot, lambda: app.plan_screen.plan.model.name == "qwen2.5-7b", 5)
         assert field(app.plan_screen, "model.name").plan_value == "qwen2.5-7b"
@@ -125,3 +127,17 @@ async def test_the_picker_searches_descriptions_too(make):
         assert shown and all(catalog()[v].get("hub_id", "").startswith("meta-llama") for v in shown)
         await pilot.press("escape")
         assert app.screen is app.plan_screen and app.plan_screen.plan.model.name == "llama-3-8b"
+
+
+async def test_the_picker_finds_mixture_of_experts_models(make):
+    app = make()
+    async with app.run_test(size=SIZE) as pilot:
+        field(app.plan_screen, "model.name").focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        await pilot.press(*"moe")
+        await pilot.pause()
+        picker = app.screen
+        shown = [v for v in picker.shown if isinstance(v, str)]
+        descriptions = {label: desc for label, _, desc in picker.rows}
+        assert len(shown) >= 3 and all("MoE" in descriptions[v] or "moe" in v for v in shown)

@@ -43,7 +43,7 @@ async def test_the_form_collapses_and_comes_back(make):
         await pilot.press("f4")  # tiny terminal: the form instead of the bars
         await pilot.pause()
         assert screen.query_one("#form").region.width > 40
-        assert "Micro batch" in "\n".join(screen_text(app))
+        assert "GPUs/node" in "\n".join(screen_text(app))
         await pilot.press("f4")
         await pilot.pause()
         assert_every_row_shown(app)

@@ -42,6 +42,9 @@ def choices() -> Iterator[tuple[str, list[tuple[str, Any]]]]:
     yield "model.name", [(m, m) for m in catalog()]
     yield "method.type", [(m, m) for m in METHODS]
     yield "precision", [(p, p) for p in PRECISIONS]
+    from zerowizard.core.optimizers import SUPPORTED
+
+    yield "optimizer", [("from base", None)] + [(o, o) for o in SUPPORTED]
     yield "deepspeed", [(p, p) for p in PRESET_NAMES]
     yield "zero.stage", [("from base", None)] + [(str(s), s) for s in range(4)]
     offload = [("from base", None)] + [(d, d) for d in OFFLOAD_DEVICES]

@@ -20,6 +20,8 @@ LABELS: dict[str, str] = {
     "model.params": "Params",
     "method.type": "Method",
     "method.lora_r": "LoRA rank",
+    "method.freeze_layers": "Freeze last",
+    "optimizer": "Optimizer",
     "precision": "Precision",
     "batch.micro_batch": "Micro batch",
     "batch.grad_accum": "Grad accum",

@@ -29,14 +29,19 @@ def _tokens(text: str) -> set[str]:
 
 def score(query: str, label: str, desc: str = "") -> int:
     """0 unless every word of ``query`` appears in the label or the description (any case); more
-    where a word is a whole part of the label ('7b' is all of qwen2.5-7b's size, a part of -72b's)."""
+    where a word begins a part of the label ('7b' is all of qwen2.5-7b's size, a part of -72b's),
+    and more again where the label begins with the first word."""
     hay = f"{label} {desc}".lower()
     in_label, in_desc = _tokens(label), _tokens(desc)
-    total = 1
-    for word in query.lower().split():
+    words = query.lower().split()
+    total = 1 + (2 if words and label.lower().startswith(words[0]) else 0)  # 'qwen 7b': qwen2.5-7b first
+    for word in words:
         if word not in hay:
             return 0
-        total += 3 if word in in_label else 2 if word in in_desc else 1
+        if word in in_label or any(t.startswith(word) for t in in_label):
+            total += 3
+        else:
+            total += 2 if word in in_desc else 1
     return total
 
 
@@ -85,7 +90,8 @@ class Picker(ModalScreen[tuple[Any] | None]):
         options = []
         text = query.strip()
         scores = [score(text, label, desc) if text else 1 for label, _, desc in self.rows]
-        order = sorted((i for i, sc in enumerate(scores) if sc), key=lambda i: -scores[i])  # stable
+        # best score first; among equals the shorter name (the plainest match), then the list's order
+        order = sorted((i for i, sc in enumerate(scores) if sc), key=lambda i: (-scores[i], len(self.rows[i][0])))
         for i in order:
             label, value, desc = self.rows[i]
             line = Text(label, "bold" if value == self.current else "")

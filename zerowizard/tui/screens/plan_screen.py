@@ -175,9 +175,14 @@ class PlanScreen(plan_actions.PlanActions):
                 value = get_field(plan, f.path)
                 if value != f.plan_value:
                     f.show(value)
-        lora = self._w("#f-method-lora_r")
-        if lora.disabled != (plan.method.type == "full"):
-            lora.disabled = plan.method.type == "full"
+        relabel = False
+        for ctl, off in (
+            ("#f-method-lora_r", plan.method.type not in ("lora", "qlora")),
+            ("#f-method-freeze_layers", plan.method.type != "freeze"),
+        ):
+            if self._w(ctl).disabled != off:
+                self._w(ctl).disabled, relabel = off, True
+        if relabel:
             self._w("#g-model").refresh_labels()
         self._w("#bars").analysis = a
         self._put("#hw-info", plan_texts.hardware_text(a, self.detection))

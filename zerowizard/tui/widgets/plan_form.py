@@ -6,6 +6,7 @@ Only layout: each control posts ``PlanField.Edited`` and the screen owns the pla
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
@@ -34,6 +35,10 @@ def detection_summary(det: Detection) -> str:
     return "NVML: no GPU visible"
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e9:.3g}B" if n >= 1e9 else f"{n / 1e6:.3g}M"
+
+
 def describe_model(name: str) -> str:
     """'llama · 8.03B · meta-llama/Meta-Llama-3-8B' (the picker's search reads it too)."""
     from zerowizard.core.modelspec import resolve_model
@@ -41,15 +46,30 @@ def describe_model(name: str) -> str:
     card = catalog().get(name) or {}
     parts = [str(card.get("family", ""))]
     try:
-        n = resolve_model(name).total_params
-        parts.append(f"{n / 1e9:.3g}B" if n >= 1e9 else f"{n / 1e6:.3g}M")
+        spec = resolve_model(name)
+        parts.append(_size(spec.total_params))
+        if getattr(spec, "is_moe", False):  # searchable as "moe"
+            parts.append(f"MoE, {_size(spec.active_params)} active")
     except Exception:  # noqa: BLE001 - a card the model code cannot read yet: no count
         pass
-    if card.get("num_experts") or card.get("num_local_experts") or card.get("n_routed_experts"):
-        parts.append("MoE")
     if card.get("hub_id"):
         parts.append(str(card["hub_id"]))
     return " · ".join(p for p in parts if p)
+
+
+def optimizers() -> list[tuple[str, Any]]:
+    from zerowizard.core.optimizers import SUPPORTED
+
+    return [("from base", None)] + [(name, name) for name in SUPPORTED]
+
+
+def describe_optimizer(name: str | None) -> str:
+    from zerowizard.core.optimizers import SUPPORTED
+
+    o = SUPPORTED.get(name or "")
+    if o is None:
+        return "the base JSON's optimizer, else the trainer's AdamW"
+    return f"{o.state_bytes} bytes of state per parameter: {o.states}"
 
 
 def describe_gpu(name: str) -> str:
@@ -111,6 +131,8 @@ class PlanForm(VerticalScroll):
                 NumberField("model.params", v("model.params"), kind="count", optional=True, placeholder="e.g. 7B"),
                 ChoiceField("method.type", v("method.type"), [(m, m) for m in METHODS]),
                 NumberField("method.lora_r", v("method.lora_r")),
+                NumberField("method.freeze_layers", v("method.freeze_layers"), minimum=0),
+                ChoiceField("optimizer", v("optimizer"), optimizers(), describe=describe_optimizer),
                 ChoiceField("precision", v("precision"), [(x, x) for x in PRECISIONS]),
             ],
             note=Note(id="model-info", classes="info"),
