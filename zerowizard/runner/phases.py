@@ -8,6 +8,7 @@ A first run on a fresh machine spends a minute compiling a DeepSpeed op before t
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,51 @@ def _op_cached(name: str) -> bool:
         return False
 
 
+def lock_held_open(lock: Path) -> bool:
+    """Whether any process has ``lock`` open. torch's FileBaton keeps the lock file's descriptor open
+    for as long as it builds, so a lock nobody holds was left by a build that was killed. Where /proc
+    cannot tell (another OS), the lock counts as held."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    target = str(lock.resolve())
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                try:
+                    if os.readlink(fd) == target:
+                        return True
+                except OSError:
+                    continue
+        except OSError:  # a process that ended, or one we may not look into
+            continue
+    return False
+
+
+def clear_stale_build_lock(lock: Path) -> bool:
+    """Remove torch's JIT build lock when no process holds it (a build killed part-way, e.g. by a
+    kill -9 or an out-of-memory kill, leaves it behind, and every later run would wait on it
+    forever). True when a stale lock was removed."""
+    if not lock.exists() or lock_held_open(lock):
+        return False
+    try:
+        lock.unlink()
+    except FileNotFoundError:  # another rank removed it first
+        return False
+    return True
+
+
+def _clear_stale_lock_of(name: str, phases: Phases) -> None:
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        lock = Path(_get_build_directory(name, verbose=False)) / "lock"
+    except Exception:  # noqa: BLE001 - a private helper: when it moves, leave the lock to torch
+        return
+    if clear_stale_build_lock(lock):
+        phases.begin("op", f"removed a stale build lock of DeepSpeed op {name} left by a build that was killed: {lock}")
+
+
 def watch_op_builds(phases: Phases) -> None:
     """Emit a phase event each time DeepSpeed JIT-loads an op (building it when not cached)."""
     from deepspeed.ops.op_builder.builder import OpBuilder
@@ -80,6 +126,7 @@ def watch_op_builds(phases: Phases) -> None:
                 f"building DeepSpeed op {name}: the first run on this machine compiles it (about a minute; "
                 "cached in ~/.cache/torch_extensions afterwards)"
             )
+        _clear_stale_lock_of(name, phases)
         phases.begin("op", what)
         t0 = time.time()
         try:
