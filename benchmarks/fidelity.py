@@ -25,6 +25,7 @@ Beside ours it prints DeepSpeed's own estimate_zero2/zero3_model_states_mem_need
     python benchmarks/fidelity.py                 # full sweep (about 10 minutes on 2 cores)
     python benchmarks/fidelity.py --quick         # a handful of configs, 2 ranks
     python benchmarks/fidelity.py --world 2 --only 'full-bf16-z2*'
+    python benchmarks/fidelity.py --peak          # peak tensor memory with activations (fidelity_peak.py)
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ GRAD_ACCUM = int(os.environ.get("ZW_FIDELITY_GRAD_ACCUM", "1"))  # --grad-accum 
 @dataclass(frozen=True)
 class Config:
     size: str
-    method: str  # full | lora | qlora
+    method: str  # full | lora | qlora | freeze
     precision: str  # bf16 | fp32
     stage: int
     offload_optimizer: str = "none"
@@ -127,6 +128,93 @@ QUICK = [
 
 
 # ---------------------------------------------------------------------------------------------
+# models beyond the Llama sweep (issue 15): a tiny Mixtral-shaped mixture of experts (fused 3-D
+# experts and a router, as transformers 5 builds them) and freeze tuning (the last layers train)
+
+# Mixtral shapes: (hidden, expert width, layers, heads, kv_heads, vocab, experts, experts per token)
+EXTRA_SIZES = {
+    "moe2M": (128, 256, 2, 4, 2, 2048, 4, 2),  # ~1.5M params, 0.8M of them experts
+}
+FREEZE_LAYERS = 1  # freeze tuning: the last layer of the two trains
+
+
+def extra_sweep(world: int) -> list[Config]:
+    """The MoE and freeze configs at one world size (2 ranks: ZeRO-2 and ZeRO-3 each)."""
+    if world != 2:
+        return []
+    return [
+        Config("moe2M", "full", "bf16", 2),
+        Config("moe2M", "full", "bf16", 3),
+        Config("moe2M", "lora", "bf16", 2),  # peft's all-linear: attention, router and every expert
+        Config("moe2M", "full", "bf16", 1),
+        Config("moe2M", "full", "bf16", 2, "cpu"),
+        Config("1M", "freeze", "bf16", 2),
+        Config("1M", "freeze", "bf16", 3),
+        Config("moe2M", "freeze", "bf16", 2),
+    ]
+
+
+def dims(size: str) -> tuple[int, ...]:
+    return EXTRA_SIZES.get(size) or SIZES[size]
+
+
+def mixtral_config_dict(size: str) -> dict:
+    h, f, n, a, kv, v, e, k = EXTRA_SIZES[size]
+    return {
+        "model_type": "mixtral",
+        "architectures": ["MixtralForCausalLM"],
+        "hidden_size": h,
+        "intermediate_size": f,
+        "num_hidden_layers": n,
+        "num_attention_heads": a,
+        "num_key_value_heads": kv,
+        "vocab_size": v,
+        "num_local_experts": e,
+        "num_experts_per_tok": k,
+        "max_position_embeddings": 256,
+        "rms_norm_eps": 1e-5,
+        "tie_word_embeddings": False,
+        "router_jitter_noise": 0.0,
+        "output_router_logits": False,
+    }
+
+
+def extra_model_dir(root: Path, size: str) -> str:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    d = root / f"mixtral-{size}"
+    if not (d / "model.safetensors").exists():
+        kw = {k: v for k, v in mixtral_config_dict(size).items() if k not in ("model_type", "architectures")}
+        torch.manual_seed(0)
+        AutoModelForCausalLM.from_config(AutoConfig.for_model("mixtral", **kw)).to(torch.bfloat16).save_pretrained(d)
+    return str(d)
+
+
+def init_fused_experts(model) -> None:
+    """transformers 5.24 leaves the fused experts and the router uninitialised when an MoE model is
+    built from a config inside deepspeed.zero.Init (gate_up_proj all zeros, down_proj and the router
+    ~1e36 garbage: the first step overflows and is skipped). Give them the normal init, on rank 0."""
+    import deepspeed
+    import torch
+
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if ".experts." in name or name.endswith("mlp.gate.weight"):
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=0), torch.no_grad():
+                p.normal_(0.0, model.config.initializer_range)
+
+
+def freeze_model(model) -> None:
+    """The runner's freeze (zerowizard/runner/train.py freeze_layers): the last FREEZE_LAYERS train."""
+    from zerowizard.core.freeze import is_trainable
+
+    layers = model.config.num_hidden_layers
+    for name, p in model.named_parameters():
+        p.requires_grad_(is_trainable(name, layers, FREEZE_LAYERS))
+
+
+# ---------------------------------------------------------------------------------------------
 # the model directory and the prediction (pure Python side)
 
 
@@ -178,6 +266,7 @@ def predict(cfg: Config, world: int, model_dir: str) -> dict:
                 "lora_alpha": 16,
                 "lora_dropout": 0.0,
                 "target_modules": "all-linear",
+                "freeze_layers": FREEZE_LAYERS,
             },
             "hardware": {"gpu": "cpu", "gpus_per_node": world, "host_ram_gb": 1024},
             "batch": {"micro_batch": 1, "seq_len": SEQ, "grad_checkpointing": False},
@@ -385,10 +474,10 @@ def _total(m: dict) -> int:
 def build_model(cfg: Config, model_dir: str, ds: dict):
     import torch
     import torch._dynamo
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM  # the Llama sweep, or an extra model
 
     dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float32
-    config = LlamaConfig.from_pretrained(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
     torch.manual_seed(0)
     if cfg.method == "qlora":
         from transformers import BitsAndBytesConfig
@@ -400,16 +489,21 @@ def build_model(cfg: Config, model_dir: str, ds: dict):
             bnb_4bit_compute_dtype=dtype,
             bnb_4bit_quant_storage=dtype,
         )
-        model = LlamaForCausalLM.from_pretrained(model_dir, dtype=dtype, quantization_config=q)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, quantization_config=q)
     elif cfg.stage == 3:
         import deepspeed
 
         with deepspeed.zero.Init(config_dict_or_path=ds, dtype=dtype):
-            model = LlamaForCausalLM(config)
+            model = AutoModelForCausalLM.from_config(config)
+        if cfg.size in EXTRA_SIZES:
+            init_fused_experts(model)
     else:
-        model = LlamaForCausalLM(config).to(dtype)
+        model = AutoModelForCausalLM.from_config(config).to(dtype)
     model.config.use_cache = False
     if cfg.method == "full":
+        return model
+    if cfg.method == "freeze":
+        freeze_model(model)
         return model
     # the runner's path (zerowizard/runner/train.py load_model), step for step
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -434,7 +528,7 @@ def run_one(cfg: Config, model_dir: str, rank: int, detail: bool) -> dict:
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-4)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=ds, model_parameters=trainable)
-    vocab = SIZES[cfg.size][5]
+    vocab = dims(cfg.size)[5]
     g = torch.Generator().manual_seed(rank)
     ids = torch.randint(0, vocab, (1, SEQ), generator=g)
     out: dict = {}
@@ -506,7 +600,7 @@ def worker(rank: int, world: int, port: int, configs: list[dict], dirs: dict, ou
     import deepspeed
     import torch._dynamo
     import transformers
-    from transformers import LlamaForCausalLM  # noqa: F401
+    from transformers import LlamaForCausalLM, MixtralForCausalLM  # noqa: F401 - before zero.Init
 
     logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
     transformers.utils.logging.set_verbosity_error()
@@ -535,6 +629,9 @@ def make_model_dirs(root: Path, sizes) -> dict:
 
     dirs = {}
     for size in sorted(set(sizes)):
+        if size in EXTRA_SIZES:
+            dirs[size] = extra_model_dir(root, size)
+            continue
         d = root / f"llama-{size}"
         if not (d / "model.safetensors").exists():
             cfg = LlamaConfig(
@@ -588,8 +685,8 @@ def summarize(row: dict, dirs: dict) -> dict:
     pred = predict(cfg, world, dirs[cfg.size])
     pparts = pred["parts"]
 
-    h, f, *_ = SIZES[cfg.size]
-    v = SIZES[cfg.size][5]
+    h, f, *_ = dims(cfg.size)
+    v = dims(cfg.size)[5]
     largest = max(v * h, h * f)
     out["params"] = {"total": pred["total_params"], "trainable": pred["trainable_params"]}
     out["optimizer_class"] = ranks[0].get("optimizer_class")
@@ -735,6 +832,11 @@ def markdown_families(fams: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--peak" in argv:  # peak tensor memory beyond the model states: benchmarks/fidelity_peak.py
+        import fidelity_peak
+
+        return fidelity_peak.main([a for a in argv if a != "--peak"])
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--world", type=int, action="append", help="world sizes to run (default 1 2 4)")
     ap.add_argument("--only", help="fnmatch pattern on config names")
@@ -744,6 +846,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default 1)")
     ap.add_argument("--rescore", metavar="JSON", help="re-predict a previous run's measurements (no DeepSpeed)")
+    ap.add_argument("--extra", action="store_true", help="only the MoE and freeze-tuning configs (EXTRA), 2 ranks")
     args = ap.parse_args(argv)
     if args.grad_accum:
         global GRAD_ACCUM
@@ -751,10 +854,10 @@ def main(argv=None) -> int:
         os.environ["ZW_FIDELITY_GRAD_ACCUM"] = str(args.grad_accum)  # the spawned ranks re-import
     if args.rescore:
         return rescore(args)
-    worlds = args.world or ([2] if args.quick else [1, 2, 4])
+    worlds = args.world or ([2] if args.quick or args.extra else [1, 2, 4])
     plan = {}
     for w in worlds:
-        cfgs = QUICK if args.quick else sweep(w)
+        cfgs = QUICK if args.quick else extra_sweep(w) if args.extra else sweep(w) + extra_sweep(w)
         if args.only:
             cfgs = [c for c in cfgs if fnmatch.fnmatch(c.name, args.only)]
         if cfgs:

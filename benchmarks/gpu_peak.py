@@ -3,7 +3,7 @@
 For a CUDA machine (one GPU). Random-weight Llama models of 0.5B-3B built from a config (nothing
 downloaded), ZeRO stages 0-3, full / LoRA / QLoRA, gradient checkpointing on/off, a few micro batch
 and sequence lengths. For each config: a few real training steps through deepspeed.initialize (a
-client torch AdamW, as HF Trainer passes), recording torch.cuda.max_memory_allocated and
+client fused torch AdamW, as HF Trainer passes by default), recording torch.cuda.max_memory_allocated and
 max_memory_reserved, against the core's prediction for the same plan (core.analyze):
 
     allocated  vs  weights + grads + optimizer + activations + buffers   (what PyTorch allocates)
@@ -245,7 +245,7 @@ def run_one(cfg: Config, mdir: str, steps: int) -> dict:
     t0 = time.time()
     model = build_model(cfg, mdir, ds)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=1e-5)
+    opt = torch.optim.AdamW(trainable, lr=1e-5, fused=True)  # the HF Trainer's default (adamw_torch_fused)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, config=ds, model_parameters=trainable)
     vocab = SIZES[cfg.size][5]
     ids = torch.randint(0, vocab, (cfg.micro_batch, cfg.seq), device="cuda")

@@ -84,8 +84,8 @@ async def repaint(changes: int) -> tuple[list[float], list[float], dict]:
 
     def timed_render(self, y):
         out = render(self, y)
-        if y == 0 and "plan" in marks:  # the first line of the new bars (all rows are drawn then)
-            mark("bars")
+        if "plan" in marks and self._lines_key and self._lines_key[0] == id(self.analysis):
+            mark("bars")  # a line of the new bars handed to the compositor (only changed lines repaint)
         return out
 
     def timed_show(self, a):
@@ -111,7 +111,7 @@ async def repaint(changes: int) -> tuple[list[float], list[float], dict]:
                 return display(screen, renderable)
 
             app._display = timed_display
-            box = app.plan_screen.query_one("#hardware-gpus_per_node Input", Input)
+            box = app.plan_screen.query_one("#f-hardware-gpus_per_node", Input)
             box.focus()
             await pilot.pause()
             box.action_end()  # focusing selected the text: put the cursor after it, as a person would

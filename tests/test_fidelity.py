@@ -71,3 +71,38 @@ def test_gpu_peak_dry_run_lists_configs_without_cuda(capsys):
     assert gpu_peak.main(["--dry-run", "--subset", "quick"]) == 0
     out = capsys.readouterr().out
     assert "6 configs (dry run" in out and "qlora-z2-3B" in out
+
+
+# -- issue 15: a Mixtral-shaped MoE (fused experts, router) and freeze tuning, ZeRO-2 and ZeRO-3 --
+
+
+@pytest.fixture(scope="module")
+def model_rows(tmp_path_factory):
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    fid = _fidelity()
+    configs = [
+        fid.Config("moe2M", "full", "bf16", 2),
+        fid.Config("moe2M", "full", "bf16", 3),
+        fid.Config("1M", "freeze", "bf16", 2),
+        fid.Config("1M", "freeze", "bf16", 3),
+    ]
+    dirs = fid.make_model_dirs(tmp_path_factory.mktemp("models"), [c.size for c in configs])
+    return [fid.summarize(r, dirs) for r in fid.run_world(2, configs, dirs, False)]
+
+
+def test_moe_and_freeze_model_states_within_two_percent(model_rows):
+    assert [r["error"] for r in model_rows] == [None] * 4
+    for r in model_rows:
+        assert abs(r["rel_error_states"]) < 0.02, (r["name"], r["peak"], r["predicted"])
+        for phase in r["phases"].values():
+            assert abs(phase["rel_error_states"]) < 0.02, (r["name"], phase)
+        e = r["rel_error"]  # every expert's weights and optimizer states, the frozen weights: exact
+        assert abs(e["weights"]) < 0.01 and abs(e["optimizer"]) < 0.01, (r["name"], e)
+
+
+def test_frozen_layers_carry_no_optimizer_state(model_rows):
+    full_1m = 893_568  # the 1M Llama's parameters (SIZES["1M"])
+    for r in model_rows:
+        if r["config"]["method"] == "freeze":
+            assert r["params"]["trainable"] < full_1m / 4
+            assert r["peak"]["optimizer"] == pytest.approx(12 * r["params"]["trainable"] / 2, rel=0.01)

@@ -88,18 +88,21 @@ def test_offload_moves_optimizer_and_params_to_host():
     assert e.per_gpu.weights == e.per_gpu.grads == e.per_gpu.optimizer == 0
     # per node: 8 ranks x (fp32 master+moments 12x/N + fp32 grads 4x/N + 16-bit params 2x/N
     # + 16-bit grad partition 2x/N (stage3.py: self.device is the CPU under offload; measured) + 1 GiB)
-    assert e.per_node_host == 8 * (12 * x // n + 4 * x // n + 2 * x // n + 2 * x // n + GIB)
+    # + once, on rank 0 at save time, the consolidated 16-bit state dict (2x, memory.save_gather_bytes)
+    assert e.per_node_host == 8 * (12 * x // n + 4 * x // n + 2 * x // n + 2 * x // n + GIB) + 2 * x
 
 
 def test_activations_grow_with_batch_and_fall_with_checkpointing():
     base = _analysis(batch={"grad_checkpointing": False})
 
-    def act(a):
-        return a.estimates[0].per_gpu.activations
+    def act(a):  # the activation peak itself (per_gpu.activations is what it adds to the states' peak)
+        from zerowizard.core.memory import activations
+
+        return activations(a.workload)
 
     double = _analysis(batch={"grad_checkpointing": False, "micro_batch": 2})
     ckpt = _analysis(batch={"grad_checkpointing": True})
-    assert act(double) == 2 * act(base)
+    assert act(double) > 2 * act(base)  # and a padded micro batch keeps its attention masks
     assert act(ckpt) < act(base) / 4
 
 
@@ -117,7 +120,10 @@ def test_buffers_follow_bucket_sizes():
     x, n = 7_000_000_000, 8
     emb = w.vocab_size * w.hidden_size
     back = 2 * 500_000_000 * 2 + w.largest_linear_params // 2 * 2 + (emb * 2 if emb > w.reduce_bucket_size else 0)
-    assert e2.per_gpu.buffers == max(back, 4 * x // n - 2 * x // n)
+    # the step: the fp32 partition (4x/N), made from the 16-bit partition (2x/N + the boundary
+    # parameter) through a flattened 16-bit copy (2x/N), beside the guide's 2x/N (fidelity_peak.py)
+    part16 = 2 * x // n + w.largest_linear_params // 2 * 2
+    assert e2.per_gpu.buffers == max(back, 4 * x // n + part16 + 2 * x // n - 2 * x // n)
     # ZeRO-1 with gradient accumulation holds whole 16-bit grads (the guide's 2x) between
     # boundaries, with the buckets beside them (measured on the CPU with 2 accumulation steps)
     e1 = estimate_variant(replace(w, grad_accum=4), Variant(1))

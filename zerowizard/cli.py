@@ -28,6 +28,8 @@ EPILOG = """examples:
   zerowizard run --headless --recipe internlm2_chat_7b_qlora_oasst1_e3 --deepspeed deepspeed_zero2
   zerowizard gpus --json
   zerowizard presets
+  zerowizard probe --memory-limit 24 --apply plan.yaml   measure candidate configs, keep the fastest that fits
+  zerowizard export-model work_dirs/RUN --merge-lora   a Hugging Face folder out of a run
   zerowizard calibrate                              measure this machine for the time model (CPU runs)
 
 exit codes: 0 ok; 2 bad input (a flag, a file, a plan or JSON with errors: `estimate` still prints its
@@ -35,7 +37,7 @@ table); 1 a runtime failure or a bug (one line; the traceback is saved under ~/.
 130/143 stopped by a signal
 """
 
-COMMANDS = ("estimate", "validate", "gpus", "presets", "run", "calibrate")
+COMMANDS = ("estimate", "validate", "gpus", "presets", "run", "probe", "export-model", "calibrate")
 
 
 def _plan_parser() -> argparse.ArgumentParser:
@@ -123,10 +125,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "  zerowizard run --headless --plan plan.yaml --output work_dirs/exp1\n"
         "  NPROC_PER_NODE=8 zerowizard run --headless --recipe llama3_8b_lora_alpaca_e3",
     )
+    from .runner.export_model import add_parser as add_export_model
+
+    add_export_model(sub)
     if command == "run":
         from .runner.launch import add_run_arguments
 
         add_run_arguments(run)
+    from .probecmd import add_probe_parser
+
+    add_probe_parser(sub, common)
     return parser
 
 
@@ -200,6 +208,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .commands import cmd_calibrate
 
         return cmd_calibrate(args)
+    if cmd == "export-model":
+        from .runner.export_model import cmd_export_model
+
+        return cmd_export_model(args)
     if cmd in ("gpus", "presets"):
         from . import commands
 
@@ -218,6 +230,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .runner.launch import run_headless
 
         return run_headless(plan, args)
+    if cmd == "probe":
+        from .probecmd import cmd_probe
+
+        return cmd_probe(args, plan)
     if exporting:
         from .export import cmd_export
 

@@ -50,7 +50,9 @@ def _header(a: Analysis) -> str:
         else "model unknown"
     )
     meth = a.plan.method
-    lora = f" r={meth.lora_r}" if meth.type != "full" else ""
+    lora = f" r={meth.lora_r}" if meth.type in ("lora", "qlora") else ""
+    if meth.type == "freeze":
+        lora = f" (last {meth.freeze_layers} layers)"
     b = a.plan.batch
     return (
         f"{hw.nodes} node(s) x {hw.gpus_per_node} x {gpu}{cc} = world size {hw.world_size}\n"
@@ -298,11 +300,15 @@ def _catalog_name(g: Any) -> str | None:
     return m.name if m else None
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 0.995e9 else f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
+
+
 def cmd_presets() -> int:
     from rich.table import Table
 
     from .core.dsconfig import load_base, zero_settings
-    from .core.modelspec import catalog, resolve_model
+    from .core.modelspec import catalog, family_label, family_order, resolve_model
     from .core.plan import PRESET_NAMES, Plan
     from .core.recipes import list_recipes
 
@@ -314,20 +320,31 @@ def cmd_presets() -> int:
         zs = zero_settings(Plan(), load_base(name))
         t.add_row(name, str(zs.stage), zs.offload_optimizer, zs.offload_param)
     con.print(t)
-    t = Table(title="model cards (--model NAME)", title_justify="left")
-    for c in ("name", "family", "params", "layers", "hidden", "vocab", "hub id"):
-        t.add_column(c)
-    for name in catalog():
-        s = resolve_model(name)
+    t = Table(title="model cards (--model NAME), by family", title_justify="left")
+    for c in ("family", "name", "params", "active", "layers", "hidden", "experts", "vocab", "context"):
+        t.add_column(
+            c,
+            justify="right" if c not in ("family", "name") else "left",
+            no_wrap=c != "family",
+            max_width=22 if c == "family" else None,
+        )
+    specs = sorted((resolve_model(name) for name in catalog()), key=lambda s: (family_order(s.family), s.total_params))
+    last = None
+    for s in specs:
+        experts = f"{s.experts_per_token}/{s.num_experts}" if s.is_moe else "-"
+        quant = f" ({s.quantization.label})" if s.quantization else ""
         t.add_row(
-            name,
-            s.family,
-            f"{s.total_params / 1e9:.2f}B",
+            family_label(s.family) if s.family != last else "",
+            s.name + quant,
+            _size(s.total_params),
+            _size(s.active_params) if s.is_moe else "",
             str(s.num_layers),
             str(s.hidden_size),
+            experts,
             str(s.vocab_size),
-            s.hub_id or "(built locally)",
+            str(s.card.get("max_position_embeddings", "")),
         )
+        last = s.family
     con.print(t)
     t = Table(title="recipes (--recipe NAME)", title_justify="left")
     t.add_column("name")

@@ -30,6 +30,9 @@ FLAG_FIELDS = {
     "params": ("model", "params"),
     "method": ("method", "type"),
     "lora_r": ("method", "lora_r"),
+    "freeze_layers": ("method", "freeze_layers"),
+    "trainable_modules": ("method", "trainable_modules"),
+    "optimizer": (None, "optimizer"),
     "nodes": ("hardware", "nodes"),
     "host_ram_gb": ("hardware", "host_ram_gb"),
     "network": ("hardware", "network_gbps"),
@@ -46,7 +49,7 @@ FLAG_FIELDS = {
     "precision": (None, "precision"),
     "max_grad_norm": (None, "max_grad_norm"),
 }
-INT_FLAGS = {"lora_r", "nodes", "stage", "micro_batch", "grad_accum", "seq_len", "cpu_cores"}
+INT_FLAGS = {"lora_r", "freeze_layers", "nodes", "stage", "micro_batch", "grad_accum", "seq_len", "cpu_cores"}
 FLOAT_FLAGS = {"host_ram_gb", "max_grad_norm"}
 
 
@@ -56,8 +59,20 @@ def add_plan_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--recipe", metavar="NAME", help="a shipped recipe (see `zerowizard presets`)")
     g.add_argument("--model", metavar="NAME|DIR", help="catalog model, hub id of a card, or local directory")
     g.add_argument("--params", metavar="COUNT", help="raw parameter count (7B, 350M) for a model outside the catalog")
-    g.add_argument("--method", metavar="|".join(METHODS), help="full, lora or qlora")
+    g.add_argument("--method", metavar="|".join(METHODS), help="full, lora, qlora or freeze")
     g.add_argument("--lora-r", metavar="R", help="LoRA rank")
+    g.add_argument("--freeze-layers", metavar="K", help="freeze tuning: the last K decoder layers train (default 2)")
+    g.add_argument(
+        "--trainable-modules",
+        metavar="NAMES",
+        help="freeze tuning: comma-separated modules that train (mlp, self_attn, lm_head, embed_tokens; default all)",
+    )
+    g.add_argument(
+        "--optimizer",
+        metavar="NAME",
+        help="adamw, adam, lion, adagrad, sgd, sgd_momentum (DeepSpeed's optimizer section; default: the base's, "
+        "else the trainer's AdamW)",
+    )
     g.add_argument("--gpus", metavar="N|NxGPU", help="GPUs per node, optionally with a catalog GPU: 8xA100-80GB")
     g.add_argument("--nodes", metavar="N", help="number of nodes")
     g.add_argument("--host-ram-gb", metavar="GB", help="host RAM per node in GiB")
@@ -162,6 +177,9 @@ def _flag_value(dest: str, value: object, errors: list[str]) -> object:
             return parse_count(value)
         if dest == "network":
             return parse_network(value)
+        if dest == "trainable_modules":
+            names = [n.strip() for n in value.split(",") if n.strip()]
+            return "all" if names in ([], ["all"]) else names
     except (InputError, ValueError) as exc:
         errors.append(f"{_flag(dest)}: {exc}")
         return None

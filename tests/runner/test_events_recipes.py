@@ -128,26 +128,33 @@ def test_slurm_outside_an_allocation_is_a_clear_error(monkeypatch):
         prepare.slurm_env()
 
 
-def test_xtuner_environment_variables_set_the_topology(monkeypatch):
-    import argparse
+def _options(argv, monkeypatch=None, **env):
+    from zerowizard.cli import build_parser
+    from zerowizard.planflags import plan_from_args
+    from zerowizard.runner.options import build_run_options
 
-    from zerowizard.runner.launch import topology
+    args = build_parser("run").parse_args(["run", "--headless", *argv])
+    return build_run_options(args, plan_from_args(args))
+
+
+def test_xtuner_environment_variables_set_the_topology(monkeypatch, tmp_path):
+    from zerowizard.runner.options import Topology
 
     for k, v in {"NPROC_PER_NODE": "8", "NNODES": "2", "NODE_RANK": "1", "ADDR": "10.0.0.1", "PORT": "29500"}.items():
         monkeypatch.setenv(k, v)
-    top = topology(argparse.Namespace())
-    assert top == {"nproc": 8, "nnodes": 2, "node_rank": 1, "addr": "10.0.0.1", "port": 29500}
+    opts = _options(["--output", str(tmp_path)])
+    assert opts.topology == Topology(nproc=8, nnodes=2, node_rank=1, addr="10.0.0.1", port=29500)
+    assert opts.plan.hardware.gpus_per_node == 8 and opts.plan.hardware.nodes == 2 and not opts.leads
 
 
 def test_torchrun_command_for_two_nodes(tmp_path):
-    import argparse
+    from zerowizard.runner.launch import command
+    from zerowizard.runner.options import Topology
 
-    from zerowizard.runner.launch import _command, topology
-
-    args = argparse.Namespace(nproc_per_node=4, nnodes=2, node_rank=1, master_addr="h0", master_port=29400)
-    cmd, ranks, writes = _command("auto", 4, topology(args), tmp_path, {}, None)
+    top = Topology(nproc=4, nnodes=2, node_rank=1, addr="h0", port=29400)
+    cmd, ranks, how = command("auto", 4, top, tmp_path, {}, None)
     assert "torch.distributed.run" in cmd and "--nnodes=2" in cmd and "--node-rank=1" in cmd
-    assert "--master-addr=h0" in cmd and ranks == [4, 5, 6, 7] and writes is False
+    assert "--master-addr=h0" in cmd and ranks == [4, 5, 6, 7] and "node 1 of 2" in how
 
 
 def test_importing_the_launcher_stays_light():
@@ -159,20 +166,12 @@ def test_importing_the_launcher_stays_light():
     assert out.stdout.strip() == "[]"
 
 
-def test_positional_recipe_name_is_a_recipe(monkeypatch):
-    import argparse
-
-    from zerowizard.cli import build_parser
-    from zerowizard.planflags import plan_from_args
-    from zerowizard.runner.launch import apply_run_options
-
-    args = build_parser("run").parse_args(
-        ["run", "--headless", "llama3_8b_lora_alpaca_e3", "--deepspeed", "deepspeed_zero3", "--max-steps", "7"]
-    )
-    plan = apply_run_options(plan_from_args(args), args)
+def test_positional_recipe_name_is_a_recipe():
+    opts = _options(["llama3_8b_lora_alpaca_e3", "--deepspeed", "deepspeed_zero3", "--max-steps", "7"])
+    plan = opts.plan
     assert plan.method.type == "lora" and plan.deepspeed == "deepspeed_zero3"
     assert plan.train.max_steps == 7 and plan.model.name == "meta-llama/Meta-Llama-3-8B"
-    assert isinstance(args, argparse.Namespace)
+    assert opts.name == "llama3_8b_lora_alpaca_e3"
 
 
 def test_unknown_positional_recipe_exits_2(tmp_path):

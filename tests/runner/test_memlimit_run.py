@@ -40,7 +40,7 @@ def test_a_micro_batch_over_the_limit_ends_in_oom(tmp_path, workdir):
     plan = tmp_path / "heavy.yaml"
     plan.write_text(HEAVY)
     t0 = time.time()
-    res = run_zw(tmp_path, "--plan", plan, "--memory-limit", "0.7", "--output", workdir)
+    res = run_zw(tmp_path, "--plan", plan, "--memory-limit", "0.7", "--on-oom", "stop", "--output", workdir)
     assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-2000:]
     evs = events(workdir)
     ooms = [e for e in evs if e["event"] == "error" and e.get("kind") == "oom"]

@@ -4,8 +4,11 @@ on every machine (catalog GPU, fixed host RAM, no NVML, a recorded event stream)
 from __future__ import annotations
 
 from zerowizard.core.analysis import analyze
+from zerowizard.core.plan import Plan, update
 
 from .conftest import DATA, NO_NVML, blocked_plan, pinned_plan
+
+RUN_FOLDER = "work_dirs/tiny-llama_full_demo"
 
 
 def app_for(plan, plan_path: str | None = "zerowizard.yaml"):
@@ -23,9 +26,14 @@ def blocked_app():
 
 
 def json_app():
-    from zerowizard.core.plan import update
-
     return app_for(update(pinned_plan(), "method", type="lora", lora_r=16))
+
+
+def run_plan(steps: int = 40) -> Plan:
+    """The recorded run: the tiny Llama, full fine-tune, two CPU ranks, logging every step."""
+    plan = update(Plan(), "train", max_steps=steps, logging_steps=1)
+    plan = update(plan, "hardware", gpu="cpu", gpus_per_node=2, host_ram_gb=24.0)
+    return update(plan, None, output=RUN_FOLDER)
 
 
 async def show_json(pilot) -> None:
@@ -33,16 +41,20 @@ async def show_json(pilot) -> None:
     await pilot.pause()
 
 
+async def show_help(pilot) -> None:
+    await pilot.press("f1")
+    await pilot.pause()
+
+
 async def show_run(pilot) -> None:
-    """Push the run screen replaying a recorded 40-step tiny-llama run on two CPU ranks."""
-    from zerowizard.core.plan import Plan, update
+    """Push the run screen replaying the recorded run (make_screenshots.py --record makes it)."""
     from zerowizard.tui.screens.run_screen import RunScreen
 
-    plan = update(Plan(), "train", max_steps=40)
-    plan = update(plan, "hardware", gpu="cpu", gpus_per_node=2, host_ram_gb=24.0)
-    out = "work_dirs/tiny-llama_full_demo"
+    plan = run_plan()
     log = (DATA / "run_log.txt").read_text().splitlines()
-    screen = RunScreen(plan, analyze(plan, detection=NO_NVML), out, replay=DATA / "run_events.jsonl", replay_log=log)
+    screen = RunScreen(
+        plan, analyze(plan, detection=NO_NVML), RUN_FOLDER, replay=DATA / "run_events.jsonl", replay_log=log
+    )
     await pilot.app.push_screen(screen)
     await pilot.pause()
 
@@ -52,4 +64,5 @@ SCENES = {  # name: (app factory, coroutine run before the picture)
     "blocked": (blocked_app, None),
     "json": (json_app, show_json),
     "run": (plan_app, show_run),
+    "help": (plan_app, show_help),
 }

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import calibration, dsconfig, eta, memory, rules, speed
+from . import calibration, dsconfig, eta, memory, optimizers, rules, speed
 from .flops import activation_elements, flops_per_token, gathered_params
 from .hardware import Detection, Hardware, resolve_hardware
 from .modelspec import ModelNotFound, ModelSpec, resolve_model
 from .plan import MethodSection, Plan
+from .prequant import weight_bytes
 from .problems import Problem, errors, sort_problems
 from .rates import rates_for
 from .text import fmt_cc, fmt_gib
@@ -55,6 +56,7 @@ class Analysis:
     model_error: str = ""
     base_error: str = ""
     lora_fields_set: bool = False
+    freeze_fields_set: bool = False
     problems: list[Problem] = field(default_factory=list)
     # the time model (zerowizard.core.speed): per variant, the fastest that fits, the guide's choice
     times: dict = field(default_factory=dict)  # Variant -> speed.StepTime
@@ -78,7 +80,15 @@ class Analysis:
         if not self.model:
             return 0
         m = self.plan.method
-        return self.model.trainable_params(m.type, m.lora_r, m.target_modules)
+        return self.model.trainable_params(m.type, m.lora_r, m.target_modules, m.freeze_layers, m.trainable_modules)
+
+    @property
+    def optimizer(self) -> optimizers.Optimizer | None:
+        """The optimizer the run uses: the plan's, else the base JSON's section, else AdamW."""
+        name = self.plan.optimizer
+        if name is None:
+            name, _ = optimizers.from_ds_config(self.base or {})
+        return optimizers.lookup(name)[0]
 
     @property
     def recommendation_reason(self) -> str:
@@ -111,10 +121,20 @@ class Analysis:
 
 
 def workload_for(
-    plan: Plan, spec: ModelSpec, hw: Hardware, precision: str, zs: dsconfig.ZeroSettings
+    plan: Plan,
+    spec: ModelSpec,
+    hw: Hardware,
+    precision: str,
+    zs: dsconfig.ZeroSettings,
+    optimizer: optimizers.Optimizer | None = None,
 ) -> memory.Workload:
     m = plan.method
-    trainable = spec.trainable_params(m.type, m.lora_r, m.target_modules)
+    tr = spec.trainable(m.type, m.lora_r, m.target_modules, m.freeze_layers, m.trainable_modules)
+    trainable = tr.params
+    opt = optimizer or optimizers.DEFAULT
+    prequant = None
+    if spec.quantization is not None and m.type == "lora":
+        prequant = weight_bytes(spec.quantization, spec.quantizable_params, spec.quantized_rows)
     # On the CPU accelerator a rank's memory is its resident set: DeepSpeed allocates each
     # reduction bucket whole (torch.empty), but only the pages gradients are written to become
     # resident, at most the trainable count (the tiny default's ranks: 0.6 GiB, not 2.4).
@@ -125,7 +145,7 @@ def workload_for(
         method=m.type,
         quantizable_params=spec.quantizable_params,
         largest_layer_params=spec.largest_layer_params,
-        largest_linear_params=int(max(i * o for _, i, o, _ in spec.linear_layers()) * spec.scale),
+        largest_linear_params=spec.largest_linear_params,
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,
         num_layers=spec.num_layers,
@@ -149,6 +169,19 @@ def workload_for(
         contiguous_gradients=zs.contiguous_gradients,
         prefetch_bucket_size=zs.prefetch_bucket_size,
         max_live_parameters=zs.max_live_parameters,
+        optimizer_states=optimizers.state_bytes(opt, trainable),
+        num_experts=spec.num_experts,
+        experts_per_token=spec.experts_per_token,
+        expert_width=spec.moe_intermediate_size,
+        shared_width=spec.shared_expert_intermediate_size,
+        moe_layers=sum(c for c, s in spec.layer_groups() if s.is_moe),
+        layer_tensors=tr.layer_tensors,
+        embedding_trainable=tr.embedding,
+        head_trainable=tr.head,
+        backprop_layers=tr.backprop_layers,
+        lora_inputs=tr.lora_inputs,
+        quantized_linears=spec.quantized_linears,
+        prequantized_bytes=prequant,
     )
 
 
@@ -176,6 +209,7 @@ def analyze(plan: Plan, *, detection: Detection | None = None) -> Analysis:
         getattr(plan.method, k) != getattr(defaults, k)
         for k in ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
     )
+    freeze_set = any(getattr(plan.method, k) != getattr(defaults, k) for k in ("freeze_layers", "trainable_modules"))
     a = Analysis(
         plan=plan,
         hardware=hw,
@@ -188,11 +222,12 @@ def analyze(plan: Plan, *, detection: Detection | None = None) -> Analysis:
         model_error=model_error,
         base_error=base_error,
         lora_fields_set=lora_set,
+        freeze_fields_set=freeze_set,
     )
     if spec is not None and hw.memory_bytes > 0:
-        w = workload_for(plan, spec, hw, precision, zs)
+        w = workload_for(plan, spec, hw, precision, zs, a.optimizer)
         a.workload = w
-        a.estimates = memory.estimate_all(w)
+        a.estimates = memory.estimate_all(w, prequantized=spec.quantization is not None)
         chosen = memory.Variant(zs.stage if 0 <= zs.stage <= 3 else 0, zs.offload_optimizer, zs.offload_param)
         a.selected = next((e for e in a.estimates if e.variant == chosen), None) or memory.estimate_variant(w, chosen)
         allow_nvme = bool(zs.nvme_path)

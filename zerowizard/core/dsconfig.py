@@ -269,6 +269,7 @@ def build(
             if zo.get(key) == "auto":
                 put(f"zero_optimization.{key}", value, "resolved from the hidden size")
     _resolve_optimizer_autos(cfg, plan, put)
+    _optimizer_section(cfg, plan, put)
     return DsBuild(base=plan.deepspeed, config=cfg, overrides=tuple(changes), zero=zs)
 
 
@@ -285,6 +286,22 @@ def _resolve_optimizer_autos(cfg: dict, plan, put) -> None:
     for key, value in values.items():
         if _get(cfg, key) == "auto":
             put(key, value, "resolved from the plan")
+
+
+def _optimizer_section(cfg: dict, plan, put) -> None:
+    """The plan's optimizer as DeepSpeed's ``optimizer`` section (core.optimizers); without one in
+    the plan the base's section (or the trainer's AdamW when there is none) stays."""
+    from .optimizers import lookup
+
+    name = getattr(plan, "optimizer", None)
+    opt = lookup(name)[0] if name is not None else None
+    if opt is None:
+        return  # not set, or refused (the rules say why)
+    old = cfg.get("optimizer") if isinstance(cfg.get("optimizer"), dict) else {}
+    params = {"lr": plan.train.learning_rate, **dict(opt.params), "weight_decay": 0.0}
+    if old.get("type") == opt.ds_type and isinstance(old.get("params"), dict):
+        params = {**old["params"], **{k: v for k, v in params.items() if old["params"].get(k) in (None, "auto")}}
+    put("optimizer", {"type": opt.ds_type, "params": params}, f"optimizer: {opt.name}")
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

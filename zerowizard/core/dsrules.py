@@ -125,6 +125,34 @@ ZERO_FLAGS = ("overlap_comm", "contiguous_gradients", "cpu_offload", "allgather_
 Add = Callable[[str, str, str, str], None]
 
 
+GATHER_ON_SAVE_KEYS = (
+    "stage3_gather_16bit_weights_on_model_save",
+    "gather_16bit_weights_on_model_save",
+    "stage3_gather_fp16_weights_on_model_save",
+)
+
+
+def gathers_on_save(zo: dict) -> bool:
+    """Whether ZeRO-3 consolidates the 16-bit weights when a model is saved (DeepSpeed default: no)."""
+    return any(zo.get(k) is True for k in GATHER_ON_SAVE_KEYS)
+
+
+def zero3_save_problem(where: str = "") -> Problem:
+    return Problem(
+        "warning",
+        f"{where}zero_optimization.stage3_gather_16bit_weights_on_model_save",
+        "is false under ZeRO-3 (DeepSpeed's default): the Trainer's save_model then writes no weights, "
+        "only DeepSpeed's shards, so a model saved from a checkpoint would be empty",
+        "set it to true; zerowizard's runner gathers the 16-bit weights into final/ anyway (one "
+        "consolidation on rank 0's host) and `zerowizard export-model RUN` consolidates any checkpoint",
+    )
+
+
+def _check_save(zo: dict, p: str) -> list[Problem]:
+    stage = zo.get("stage", 0)
+    return [zero3_save_problem(p)] if stage == 3 and not gathers_on_save(zo) else []
+
+
 def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
@@ -176,6 +204,7 @@ def check_ds_config(
         add("error", "zero_optimization", f"must be an object, got {excerpt(zo)}", 'write {"stage": 2}')
     elif isinstance(zo, dict):
         out.extend(_check_zero(zo, where, combinations))
+        out.extend(_check_save(zo, where))
     _check_autos(cfg, add)
     return out
 

@@ -28,6 +28,7 @@ Pure Python, integer bytes, fast: the TUI calls :func:`estimate` on every keystr
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from .text import GIB
@@ -141,7 +142,7 @@ class Workload:
 
     total_params: int
     trainable_params: int
-    method: str  # full | lora | qlora
+    method: str  # full | lora | qlora | freeze
     quantizable_params: int  # QLoRA: decoder linear weights stored in 4 bits
     largest_layer_params: int
     largest_linear_params: int
@@ -172,6 +173,23 @@ class Workload:
     # gradient accumulation steps: ZeRO-1 reduces only at the accumulation boundary, so above 1 it
     # holds whole 16-bit gradients between micro steps (stage_1_and_2.py:2294)
     grad_accum: int = 1
+    # the optimizer's state bytes for all trainable parameters beyond DeepSpeed's fp32 master copy
+    # (core.optimizers); None: Adam/AdamW's fp32 exp_avg + exp_avg_sq, 8 bytes per parameter
+    optimizer_states: int | None = None
+    # mixture of experts (0: dense): activations follow the routed experts only
+    num_experts: int = 0
+    experts_per_token: int = 0
+    expert_width: int = 0  # one routed expert's MLP width
+    shared_width: int = 0  # the always-on shared experts' MLP width
+    moe_layers: int = 0  # how many of num_layers route to experts (the rest are dense, width intermediate_size)
+    # what trains, tensor by tensor (ModelSpec.trainable); empty: Llama-shaped formulas from the widths
+    layer_tensors: tuple[tuple[int, int], ...] = ()  # (numel, count) of trainable tensors in the layers
+    embedding_trainable: int | None = None  # trainable input-embedding parameters (None: all of it iff full)
+    head_trainable: int | None = None  # trainable untied output head (None: vocab x hidden iff full)
+    backprop_layers: int | None = None  # layers whose activations autograd keeps (None: all)
+    lora_inputs: int = 0  # per layer, in_features summed over LoRA-targeted linears (0: all of a Llama layer)
+    quantized_linears: int = 0  # QLoRA: nn.Linear modules replaced by bitsandbytes (0: num_layers x 7)
+    prequantized_bytes: int | None = None  # a pre-quantized checkpoint's stored linear weights (GPTQ/AWQ/FP8)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -185,35 +203,102 @@ def qlora_weight_bytes(n: int) -> int:
     return _ceil_div(n, 2) + blocks + 4 * _ceil_div(blocks, 256)
 
 
-def activations(w: Workload) -> int:
-    """Activation bytes held at the peak of one micro batch's forward/backward, per GPU.
+def _mlp_bytes(w: Workload, moe: bool) -> int:
+    """Per token, bytes at 16 bits that one layer's MLP keeps for backward.
 
-    Per decoder layer (Korthikanti et al. 2022, Table 2, without tensor/sequence parallelism, bytes
-    at 16 bits), generalised to grouped-query attention and a SwiGLU MLP of width f:
-      attention  s·b·(2h [qkv input] + 2q [Q] + 4kv [K, V] + 2q [o_proj input])
-      MLP        s·b·(2h [input] + 8f [gate, up, act(gate), gate·up])
-      norms      s·b·4h (two RMSNorm inputs)
-      eager attention (no fused kernel) adds 5·a·s²·b; SDPA/FlashAttention keep O(s) instead.
-    LoRA dropout keeps a dropped copy of each targeted linear's input (peft's lora_dropout).
-    Gradient checkpointing keeps each layer's 2·s·b·h input and recomputes one layer at a time.
-    Logits: s·b·V in 16 bits, the fp32 upcast and the fp32 log-softmax kept for the loss.
+    Dense SwiGLU of width f: its input 2h, then gate, up, act(gate) and act(gate)*up, 8f.
+    Routed (transformers 5 ``*Experts.forward``): the router's logits and fp32 probabilities (6E),
+    and per routed copy of the token (``experts_per_token`` of them) the gathered input 2h, the
+    gate_up output, the activation and the product (8f), the expert output before its routing
+    weight 2h; shared experts are a dense MLP of their width on the same input."""
+    h = w.hidden_size
+    if not moe:
+        return 2 * h + 8 * w.intermediate_size
+    routed = w.experts_per_token * (4 * h + 8 * w.expert_width)
+    return 2 * h + 6 * w.num_experts + routed + 8 * w.shared_width
+
+
+def activations(w: Workload, v: Variant | None = None) -> int:
+    """Activation bytes at the peak of one micro batch's forward/backward, per GPU; with a variant,
+    what they add to the peak of the model states (see :func:`_held_at_activation_peak`).
+
+    Measured tensor by tensor on the CPU (benchmarks/fidelity_peak.py: torch's allocator, HF Llama
+    and Qwen2, SDPA, peft, non-reentrant checkpointing), per token and decoder layer, 16-bit:
+      norms      each RMSNorm keeps its fp32 input (4h) and rsqrt (4); a trainable norm weight also
+                 keeps the normalised 16-bit input (2h)
+      attention  2h (q/k/v input) + 2q (Q) + 2kv (K) + 2kv (V) + 2q (output, also o_proj's input)
+                 + 4a (fp32 log-sum-exp of the fused kernel); eager attention adds 5·a·s
+      MLP        :func:`_mlp_bytes`: 2h (input) + 8f (gate, up, act(gate), act·up: SwiGLU of width f);
+                 a mixture of experts keeps the routed experts' activations only
+      padding    a micro batch over 1 is padded (the collator): SDPA then gets a mask, so K and V
+                 are expanded to the query heads (4(q - kv)) and each layer keeps its 16-bit s×s mask
+      LoRA       frozen norms and linears keep nothing for their weights; each adapter keeps its r-wide
+                 A output (7 adapters: 14r); dropout keeps the dropped copy and its noise (2+2 bytes
+                 per input element on the CPU, 2+1 (a bool mask) on CUDA) for every targeted linear's
+                 input in place of the shared norm outputs and down input (-4h - 2f)
+    Only layers from the lowest trainable one up keep anything (freeze tuning: autograd records
+    nothing below the first parameter that needs a gradient).
+    The loss: the fp32 log-softmax of the logits is kept (4V per token); backward's first node adds
+    nll's gradient and log-softmax's gradient, both fp32 (8V): 12V at the peak, while every layer's
+    activations are still alive. Gradient checkpointing keeps each layer's 16-bit input (2h) and the
+    final norm, and backward peaks at the larger of the loss (12V) and one recomputed layer with its
+    gradients (per layer + 2h + 2f, beside 4V of the loss still held).
     """
     s, b, h, f = w.seq_len, w.micro_batch, w.hidden_size, w.intermediate_size
+    q, kv, heads = w.q_dim, w.kv_dim, w.num_heads
     scale = 2 if w.precision == "fp32" else 1  # the figures above are for 16-bit tensors
     tokens = s * b
-    per_layer = tokens * (2 * h + 2 * w.q_dim + 4 * w.kv_dim + 2 * w.q_dim + 2 * h + 8 * f + 4 * h)
+    lora = w.method in ("lora", "qlora")
+    per_token = 2 * (4 * h + 4 + (0 if lora else 2 * h)) + 2 * h + 4 * q + 4 * kv + 4 * heads
+    if b > 1:
+        per_token += 4 * max(0, q - kv) + 2 * s
     if w.attention == "eager":
-        per_layer += 5 * w.num_heads * s * s * b
-    if w.method != "full" and w.lora_dropout > 0:
-        per_layer += tokens * 2 * (5 * h + w.q_dim + f)  # inputs of q,k,v,gate,up / o / down
-    per_layer *= scale
+        per_token += 5 * heads * s
+    if lora:
+        per_rank = w.num_layers * (7 * h + 2 * q + 2 * kv + 3 * f)
+        r = max(1, w.trainable_params // max(1, per_rank))
+        per_token += 7 * 2 * r
+        if w.lora_dropout > 0:
+            per_token += (4 if w.is_cpu else 3) * (w.lora_inputs or 5 * h + q + f) - 4 * h - 2 * f
+    dense_layer = tokens * (per_token + _mlp_bytes(w, False)) * scale
+    moe = min(w.moe_layers, w.num_layers) if w.num_experts else 0
+    moe_layer = tokens * (per_token + _mlp_bytes(w, True)) * scale if moe else 0
+    kept = w.num_layers if w.backprop_layers is None else min(w.num_layers, max(0, w.backprop_layers))
+    kept_moe = min(moe, kept)  # MoE layers sit above the dense ones (DeepSeek's first layers)
+    final = tokens * (4 * h if lora else 8 * h) * scale
+    loss = 12 * tokens * w.vocab_size
     if w.grad_checkpointing:
-        layers = w.num_layers * tokens * 2 * h * scale + per_layer
+        saved = kept * tokens * 2 * h * scale + final
+        layer = max(dense_layer, moe_layer) if kept else 0
+        recompute = layer + tokens * (2 * h + 2 * f) * scale + 4 * tokens * w.vocab_size
+        peak = saved + max(loss, recompute)
     else:
-        layers = w.num_layers * per_layer
-    wbytes = 4 if w.precision == "fp32" else 2
-    logits = tokens * w.vocab_size * (wbytes + 4 + 4)
-    return layers + logits
+        peak = kept_moe * moe_layer + (kept - kept_moe) * dense_layer + final + loss
+    if v is None:
+        return peak
+    phases = zero_phases(w, v)
+    weights, grads, optim, _ = _model_states(w, v, phases)
+    # the states' own peak: weights + grads + optimizer + buffers (see _buffers)
+    states_peak = max(weights + grads + optim, *(sum(part[0] for part in ph.values()) for ph in phases.values()))
+    return max(0, _held_at_activation_peak(w, v, phases["backward"]) + peak - states_peak)
+
+
+def _held_at_activation_peak(w: Workload, v: Variant, ph: dict[str, tuple[int, int]]) -> int:
+    """Device bytes of model states alive when activations peak (the loss's backward, before this
+    micro batch has produced any gradient): weights and optimizer states; ZeRO-3's persistent
+    gradient partition, bucket and gathered parameters; with accumulation, the gradients accumulated
+    so far. The gradients, buckets and step buffers of the states' own peak come later, when the
+    activations are gone, so the step's peak is the larger of the two, not their sum (measured,
+    benchmarks/fidelity_peak.py: a full fine-tune's gradient memory is not yet allocated there).
+    ``ph`` is the ``backward`` phase of :func:`zero_phases`."""
+    held = ph["weights"][0] + ph["optimizer"][0]
+    if v.stage == 3:
+        held += ph["grads"][0] + ph["gradbuf"][0] + ph["transient"][0]
+    elif w.grad_accum > 1:
+        wb = 4 if w.precision == "fp32" else 2
+        whole = v.stage <= 1  # param.grad kept whole between boundaries (ZeRO-2: its partition)
+        held += min(ph["grads"][0], w.trainable_params * wb if whole else ph["grads"][0] // 2)
+    return held
 
 
 # bitsandbytes QuantState constants per quantised nn.Linear (measured, benchmarks/fidelity.py):
@@ -225,8 +310,11 @@ LINEARS_PER_LAYER = 7  # q, k, v, o, gate, up, down (Llama-style decoders)
 def _largest_trainable(w: Workload) -> int:
     """The largest single trainable tensor (DeepSpeed's offload staging buffers are this big).
 
-    Full: the largest module. LoRA on all linears: the rank follows from the count,
-    r = t / (layers * sum(in + out)), and the largest adapter matrix is r * max(h, f, q)."""
+    From the trainable tensors when the workload lists them; else Llama shapes: full, the largest
+    module; LoRA on all linears, the rank follows from the count, r = t / (layers * sum(in + out)),
+    and the largest adapter matrix is r * max(h, f, q)."""
+    if w.layer_tensors:
+        return max([n for n, _ in w.layer_tensors] + [_embedding(w), _head(w)])
     if w.method == "full":
         return w.largest_layer_params
     per_rank = w.num_layers * (7 * w.hidden_size + 2 * w.q_dim + 2 * w.kv_dim + 3 * w.intermediate_size)
@@ -234,10 +322,33 @@ def _largest_trainable(w: Workload) -> int:
     return r * max(w.hidden_size, w.intermediate_size, w.q_dim)
 
 
+def _largest_layer_tensor(w: Workload) -> int:
+    """The largest trainable tensor inside the decoder layers (a partition boundary straddles it)."""
+    if w.layer_tensors:
+        return max(n for n, _ in w.layer_tensors)
+    return _largest_trainable(w) if w.method != "full" else w.largest_linear_params
+
+
+def _embedding(w: Workload) -> int:
+    if w.embedding_trainable is not None:
+        return w.embedding_trainable
+    return w.vocab_size * w.hidden_size if w.method == "full" else 0
+
+
+def _head(w: Workload) -> int:
+    if w.head_trainable is not None:
+        return w.head_trainable
+    return w.vocab_size * w.hidden_size if w.method == "full" else 0
+
+
 def _oversized_trainable(w: Workload) -> tuple[int, int]:
-    """Trainable parameters in tensors larger than a reduction bucket, the input embedding aside
-    (Llama-style shapes): (in the decoder layers, in the lm_head)."""
-    h, f, q, kv, b = w.hidden_size, w.intermediate_size, w.q_dim, w.kv_dim, w.reduce_bucket_size
+    """Trainable parameters in tensors larger than a reduction bucket, the input embedding aside:
+    (in the decoder layers, in the lm_head)."""
+    b = w.reduce_bucket_size
+    if w.layer_tensors:
+        head = _head(w)
+        return sum(n * c for n, c in w.layer_tensors if n > b), head if head > b else 0
+    h, f, q, kv = w.hidden_size, w.intermediate_size, w.q_dim, w.kv_dim
     if w.method == "full":
         layer = [h * q, h * kv, h * kv, q * h, h * f, h * f, f * h]
         head = [w.vocab_size * h]
@@ -248,182 +359,240 @@ def _oversized_trainable(w: Workload) -> tuple[int, int]:
     return w.num_layers * sum(x for x in layer if x > b), sum(x for x in head if x > b)
 
 
+@dataclass(frozen=True)
+class _States:
+    """The per-rank quantities every stage's phases are built from."""
+
+    n: int  # world size
+    wb: int  # weight and gradient bytes
+    t: int  # trainable parameters
+    weights: int  # all weights, frozen and trainable, unpartitioned
+    optim: int  # fp32 master + optimizer states, unpartitioned
+    big: int  # the largest trainable tensor
+    emb: int  # the trainable input embedding
+    pending: int  # the embedding's 16-bit gradient waiting whole for the epilogue
+    off_opt: bool
+    off_par: bool
+
+
+def _frozen_bytes(w: Workload, wb: int) -> int:
+    """Weights that never train: a QLoRA base (4-bit linears + constants), a pre-quantized base,
+    the frozen part of a freeze-tuned model, a LoRA base."""
+    t = w.trainable_params
+    if w.method == "qlora":
+        modules = w.quantized_linears or w.num_layers * LINEARS_PER_LAYER
+        return (
+            qlora_weight_bytes(w.quantizable_params)
+            + (w.total_params - w.quantizable_params) * wb
+            + modules * QLORA_MODULE_CONST_BYTES
+        )
+    if w.prequantized_bytes is not None:
+        return w.prequantized_bytes + (w.total_params - w.quantizable_params) * wb
+    if w.method in ("full", "freeze"):
+        return (w.total_params - t) * wb
+    return w.total_params * wb
+
+
+def _states(w: Workload, v: Variant) -> _States:
+    mixed = w.precision != "fp32"
+    wb = 2 if mixed else 4
+    t = w.trainable_params
+    master = 4 * t if (mixed or v.stage >= 1) else 0
+    states = 8 * t if w.optimizer_states is None else w.optimizer_states
+    # the input embedding gets its gradient last: when it does not fit a reduction bucket, its whole
+    # 16-bit gradient waits for the backward epilogue (measured: +E*wb at the end of backward)
+    emb = _embedding(w)
+    return _States(
+        n=max(1, w.world_size),
+        wb=wb,
+        t=t,
+        weights=_frozen_bytes(w, wb) + t * wb,
+        optim=master + states,
+        big=_largest_trainable(w),
+        emb=emb,
+        pending=emb * wb if emb > w.reduce_bucket_size else 0,
+        off_opt=v.offload_optimizer != "none" and v.stage >= 1,
+        off_par=v.offload_param != "none" and v.stage == 3,
+    )
+
+
+_ZERO = (0, 0)
+
+
+def _dev(x: int) -> tuple[int, int]:
+    return (x, 0)
+
+
+def _host(x: int) -> tuple[int, int]:
+    return (0, x)
+
+
+def _put(x: int, on_host: bool) -> tuple[int, int]:
+    return _host(x) if on_host else _dev(x)
+
+
+@functools.lru_cache(maxsize=64)  # one variant's estimate asks several times; callers only read it
 def zero_phases(w: Workload, v: Variant) -> dict[str, dict[str, tuple[int, int]]]:
     """What DeepSpeed 0.19 holds per rank at the two peaks of a step, by part, as (device, host).
 
     Phases: ``backward`` (the end of autograd's backward, before ZeRO's epilogue: buckets alive,
     the last gradients not yet reduced) and ``step`` (inside the optimizer step, the fp32
     gradient partitions handed to the torch optimizer). Parts: ``weights``, ``grads``, ``gradbuf``
-    (reduction buckets, pending gradients, offload staging), ``optimizer`` (fp32 master + Adam
-    moments), ``transient`` (ZeRO-3's prefetched parameters, the stage-0 all-reduce bucket, the QLoRA
+    (reduction buckets, pending gradients, offload staging), ``optimizer`` (fp32 master + optimizer
+    states), ``transient`` (ZeRO-3's prefetched parameters, the stage-0 all-reduce bucket, the QLoRA
     dequantised weight: alive only while a layer runs, which the CPU harness cannot see).
 
     Every term is measured by benchmarks/fidelity.py and located in DeepSpeed's source
     (deepspeed/runtime/zero/stage_1_and_2.py, stage3.py, fp16/unfused_optimizer.py, v0.19.8);
-    docs/memory-model.md has the table:
-    - stage 0, bf16/fp16: FP16_UnfusedOptimizer keeps an fp32 master copy of every param and, in
-      its step, an fp32 copy of every gradient (unfused_optimizer.py:78, :222); fp32: the torch
-      optimizer runs on the params themselves (no master, no copy).
-    - stages 1-3 keep an fp32 master partition even in fp32 mode (stage_1_and_2.py:560
-      ``.clone().to(master_weights_and_grads_dtype)``; stage3.py fp32_partitioned_groups_flat).
-    - stages 1/2: gradients reduce bucket by bucket (``reduce_bucket_size`` elements in the
-      gradient dtype, two with overlap_comm, setup_buckets :3266/:3275) into ``grads_in_partition``,
-      which holds whole parameters (2x/N plus the straddling parameter). The input embedding gets
-      its gradient last; when it is larger than a bucket it waits whole for the epilogue.
-      ZeRO-1 never frees other ranks' gradients (:2272): those too big for a bucket keep their own
-      storage. With gradient accumulation > 1, ZeRO-1 holds whole 16-bit grads between boundaries,
-      ZeRO-2 an accumulated partition beside the next one (offloaded: on the host).
-    - stages 1/2, in step: the 16-bit partition is flattened into an fp32 partition (4x/N) and
-      freed (:3114-3131).
-    - stage 3: a persistent 16-bit gradient partition buffer (stage3.py:791), one persistent ipg
-      bucket (:782), an fp32 gradient partition in step; at the end of backward the embedding is
-      still gathered and its whole gradient pending; prefetch bounded by stage3_max_live_parameters.
-    - offload_optimizer cpu, stages 1/2: fp32 gradient partition pinned on the host for good
-      (initialize_optimizer_states :937), a 16-bit host copy of the partition (:566), two staging
-      buffers of the largest trainable parameter (:653 host, :659 device).
-    - offload_optimizer cpu, stage 3: ``self.device`` is the CPU (stage3.py:333), so the 16-bit
-      gradient partition lives on the host too, beside the fp32 gradient partition.
+    docs/memory-model.md has the table. One function per stage: :func:`_stage0`,
+    :func:`_stage12` (with :func:`_stage12_offload`), :func:`_stage3`. Frozen parameters (LoRA and
+    QLoRA bases, the frozen layers of freeze tuning, a pre-quantized base) sit in ``weights`` only,
+    replicated below ZeRO-3 and partitioned by it; gradients, master weights and optimizer states
+    exist for trainable parameters only, every MoE expert's included.
     """
-    n = max(1, w.world_size)
-    mixed = w.precision != "fp32"
-    wb = 2 if mixed else 4  # weight and gradient bytes
-    t = w.trainable_params
-    if w.method == "qlora":
-        frozen_bytes = (
-            qlora_weight_bytes(w.quantizable_params)
-            + (w.total_params - w.quantizable_params) * wb
-            + w.num_layers * LINEARS_PER_LAYER * QLORA_MODULE_CONST_BYTES
-        )
-    elif w.method == "full":
-        frozen_bytes = (w.total_params - t) * wb
-    else:
-        frozen_bytes = w.total_params * wb
-    weights = frozen_bytes + t * wb
-    master = 4 * t if (mixed or v.stage >= 1) else 0
-    optim = master + 8 * t  # Adam exp_avg + exp_avg_sq, fp32
-    big = _largest_trainable(w)
-    off_opt = v.offload_optimizer != "none" and v.stage >= 1
-    off_par = v.offload_param != "none" and v.stage == 3
-    zero = (0, 0)
-
-    def dev(x: int) -> tuple[int, int]:
-        return (x, 0)
-
-    def host(x: int) -> tuple[int, int]:
-        return (0, x)
-
-    def put(x: int, on_host: bool) -> tuple[int, int]:
-        return host(x) if on_host else dev(x)
-
+    st = _states(w, v)
     if v.stage == 0:
-        common = {"weights": dev(weights), "optimizer": dev(optim), "gradbuf": zero}
-        reduce = min(w.reduce_bucket_size, t) * wb if n > 1 else 0
-        back = {**common, "grads": dev(t * wb), "transient": dev(reduce)}
-        step = {**common, "grads": dev(t * wb + (4 * t if mixed else 0)), "transient": zero}
-        return _with_qlora(w, {"backward": back, "step": step})
-    # the input embedding gets its gradient last: when it does not fit a reduction bucket, its whole
-    # 16-bit gradient waits for the backward epilogue (measured: +E*wb at the end of backward)
-    emb = w.vocab_size * w.hidden_size if w.method == "full" else 0
-    pending = emb * wb if emb > w.reduce_bucket_size else 0
-    if v.stage in (1, 2):
-        buckets = (2 if w.overlap_comm else 1) if w.contiguous_gradients else 0
-        bucket = buckets * w.reduce_bucket_size * wb
-        # grads_in_partition holds whole parameters: the worst rank also holds the part of the
-        # parameter straddling its boundary outside its range, about half a linear, or, when the
-        # embedding is larger than a partition, up to another partition (measured)
-        if n == 1:
-            straddle = 0
-        elif emb > _ceil_div(t, n):
-            straddle = _ceil_div(t, n) * wb
-        else:
-            straddle = (big if w.method != "full" else w.largest_linear_params) // 2 * wb
-        part16 = _ceil_div(t * wb, n) + straddle
-        # ZeRO-1 between accumulation boundaries keeps whole 16-bit grads; at the boundary they
-        # reduce into the partition like ZeRO-2 (with one accumulation step, every step is one),
-        # except that ZeRO-1 never frees the gradients of other ranks' parameters: those too big
-        # for a bucket keep their own storage (stage_1_and_2.py:2272, no clear_grad_attribute)
-        # the worst rank (the first) keeps the lm_head's (last) and its share of the layers'
-        layers_big, head_big = _oversized_trainable(w)
-        accum = w.grad_accum > 1
-        # ZeRO-2 offload with accumulation keeps them as well (measured)
-        keeps = v.stage == 1 or (v.stage == 2 and off_opt and accum)
-        kept = (head_big + _ceil_div(layers_big * (n - 1), n)) * wb if keeps and n > 1 else 0
-        opt = _ceil_div(optim, n)
-        if not off_opt:
-            grads, gbuf = kept + part16, bucket + pending
-            if accum and v.stage == 1 and t * wb + bucket > grads + gbuf:
-                grads, gbuf = t * wb, bucket  # between boundaries: whole 16-bit grads (measured)
-            elif accum and v.stage == 2:
-                # the accumulated partition and the next micro step's partition (measured)
-                grads, gbuf = 2 * part16, bucket + max(0, pending - part16)
-            back = {
-                "weights": dev(weights),
-                "grads": dev(grads),
-                "gradbuf": dev(gbuf),
-                "optimizer": dev(opt),
-                "transient": zero,
-            }
-            step = {
-                "weights": dev(weights),
-                "grads": dev(_ceil_div(4 * t, n)),
-                "gradbuf": zero,
-                "optimizer": dev(opt),
-                "transient": zero,
-            }
-            return _with_qlora(w, {"backward": back, "step": step})
-        g32 = _ceil_div(4 * t, n)
-        staging = (big * wb, big * wb)  # temp_grad_buffer_for_gpu_offload / _for_cpu_offload
-        w_pair = (weights, _ceil_div(t * wb, n))  # + the 16-bit host copy of the partition
-        # ZeRO-2 reduces straight into the host's fp32 partition; ZeRO-1 (N > 1) still fills a
-        # 16-bit partition first (measured; at N = 1 it copies to the host directly)
-        g16 = kept  # the partition's own grads go straight to the host's fp32 partition
-        gbuf = bucket + pending
-        if accum and v.stage == 1:
-            g16, gbuf = t * wb, bucket  # whole 16-bit grads between boundaries (measured)
-        # with accumulation ZeRO-2 offload accumulates on the host (accumulated_grads_in_cpu, :1853)
-        acc_host = _ceil_div(t * wb, n) if accum and v.stage == 2 else 0
-        back = {
-            "weights": w_pair,
-            "grads": (g16, g32 + acc_host),
-            "gradbuf": (gbuf + staging[0], staging[1]),
-            "optimizer": host(opt),
-            "transient": zero,
-        }
-        step = {
-            "weights": w_pair,
-            "grads": host(g32 + acc_host),
-            "gradbuf": staging,
-            "optimizer": host(opt),
-            "transient": zero,
-        }
-        return _with_qlora(w, {"backward": back, "step": step})
-    # stage 3 (NVMe: the offloaded optimizer states / parameters live on disk, not in host RAM;
-    # gradients still go to the host, stage3.py:333 makes self.device the CPU for any offload)
-    wpart = zero if v.offload_param == "nvme" else put(_ceil_div(weights, n), off_par)
-    g16 = put(_ceil_div(t * wb, n), off_opt)
-    g32 = _ceil_div(4 * t, n)
-    opt = zero if v.offload_optimizer == "nvme" else put(_ceil_div(optim, n), off_opt)
-    bucket = dev(w.reduce_bucket_size * wb if w.contiguous_gradients else 0)
+        phases = _stage0(w, st)
+    elif v.stage in (1, 2):
+        phases = _stage12_offload(w, v, st) if st.off_opt else _stage12(w, v, st)
+    else:
+        phases = _stage3(w, v, st)
+    return _with_qlora(w, phases)
+
+
+def _stage0(w: Workload, st: _States) -> dict:
+    """FP16_UnfusedOptimizer keeps an fp32 master copy of every param and, in its step, an fp32
+    copy of every gradient (unfused_optimizer.py:78, :222); fp32: the torch optimizer runs on the
+    params themselves (no master, no copy)."""
+    mixed = st.wb == 2
+    common = {"weights": _dev(st.weights), "optimizer": _dev(st.optim), "gradbuf": _ZERO}
+    reduce = min(w.reduce_bucket_size, st.t) * st.wb if st.n > 1 else 0
+    back = {**common, "grads": _dev(st.t * st.wb), "transient": _dev(reduce)}
+    step = {**common, "grads": _dev(st.t * st.wb + (4 * st.t if mixed else 0)), "transient": _ZERO}
+    return {"backward": back, "step": step}
+
+
+def _partition16(w: Workload, st: _States) -> int:
+    """The worst rank's 16-bit gradient partition: grads_in_partition holds whole parameters, so it
+    also holds the part of the parameter straddling its boundary outside its range, about half the
+    largest layer tensor, or, when the embedding is larger than a partition, up to another
+    partition (measured)."""
+    if st.n == 1:
+        straddle = 0
+    elif st.emb > _ceil_div(st.t, st.n):
+        straddle = _ceil_div(st.t, st.n) * st.wb
+    else:
+        straddle = _largest_layer_tensor(w) // 2 * st.wb
+    return _ceil_div(st.t * st.wb, st.n) + straddle
+
+
+def _kept_by_zero1(w: Workload, v: Variant, st: _States) -> int:
+    """ZeRO-1 never frees the gradients of other ranks' parameters: those too big for a bucket keep
+    their own storage (stage_1_and_2.py:2272, no clear_grad_attribute); the worst rank (the first)
+    keeps the lm_head's (last) and its share of the layers'. ZeRO-2 offload with accumulation keeps
+    them as well (measured)."""
+    keeps = v.stage == 1 or (v.stage == 2 and st.off_opt and w.grad_accum > 1)
+    if not keeps or st.n == 1:
+        return 0
+    layers_big, head_big = _oversized_trainable(w)
+    return (head_big + _ceil_div(layers_big * (st.n - 1), st.n)) * st.wb
+
+
+def _bucket12(w: Workload) -> int:
+    """Gradients reduce bucket by bucket (``reduce_bucket_size`` elements in the gradient dtype, two
+    with overlap_comm, setup_buckets :3266/:3275)."""
+    buckets = (2 if w.overlap_comm else 1) if w.contiguous_gradients else 0
+    return buckets * w.reduce_bucket_size * (2 if w.precision != "fp32" else 4)
+
+
+def _stage12(w: Workload, v: Variant, st: _States) -> dict:
+    """Stages 1/2 on the device. Gradients reduce into ``grads_in_partition``; in the step the
+    16-bit partition is flattened into an fp32 partition (4x/N) and freed (:3114-3131). With
+    gradient accumulation > 1, ZeRO-1 holds whole 16-bit grads between boundaries, ZeRO-2 an
+    accumulated partition beside the next one."""
+    bucket, part16 = _bucket12(w), _partition16(w, st)
+    accum = w.grad_accum > 1
+    opt = _ceil_div(st.optim, st.n)
+    grads, gbuf = _kept_by_zero1(w, v, st) + part16, bucket + st.pending
+    if accum and v.stage == 1 and st.t * st.wb + bucket > grads + gbuf:
+        grads, gbuf = st.t * st.wb, bucket  # between boundaries: whole 16-bit grads (measured)
+    elif accum and v.stage == 2:
+        # the accumulated partition and the next micro step's partition (measured)
+        grads, gbuf = 2 * part16, bucket + max(0, st.pending - part16)
+    weights = _dev(st.weights)
+    back = {"weights": weights, "grads": _dev(grads), "gradbuf": _dev(gbuf), "optimizer": _dev(opt)}
+    step = {"weights": weights, "grads": _dev(_ceil_div(4 * st.t, st.n)), "gradbuf": _ZERO, "optimizer": _dev(opt)}
+    # while the fp32 partition is made: the 16-bit partition and its flattened copy
+    # (stage_1_and_2.py step: flatten(averaged_gradients).to(fp32); benchmarks/fidelity_peak.py)
+    transient = _dev(part16 + _ceil_div(st.t * st.wb, st.n))
+    return {"backward": {**back, "transient": _ZERO}, "step": {**step, "transient": transient}}
+
+
+def _stage12_offload(w: Workload, v: Variant, st: _States) -> dict:
+    """Stages 1/2 with offload_optimizer cpu: the fp32 gradient partition pinned on the host for
+    good (initialize_optimizer_states :937), a 16-bit host copy of the partition (:566), two staging
+    buffers of the largest trainable parameter (:653 host, :659 device). ZeRO-2 reduces straight
+    into the host's fp32 partition; with accumulation it accumulates on the host
+    (accumulated_grads_in_cpu, :1853)."""
+    bucket = _bucket12(w)
+    accum = w.grad_accum > 1
+    opt = _ceil_div(st.optim, st.n)
+    g32 = _ceil_div(4 * st.t, st.n)
+    staging = (st.big * st.wb, st.big * st.wb)  # temp_grad_buffer_for_gpu_offload / _for_cpu_offload
+    w_pair = (st.weights, _ceil_div(st.t * st.wb, st.n))  # + the 16-bit host copy of the partition
+    g16 = _kept_by_zero1(w, v, st)  # the partition's own grads go straight to the host's fp32 partition
+    gbuf = bucket + st.pending
+    if accum and v.stage == 1:
+        g16, gbuf = st.t * st.wb, bucket  # whole 16-bit grads between boundaries (measured)
+    acc_host = _ceil_div(st.t * st.wb, st.n) if accum and v.stage == 2 else 0
+    back = {
+        "weights": w_pair,
+        "grads": (g16, g32 + acc_host),
+        "gradbuf": (gbuf + staging[0], staging[1]),
+        "optimizer": _host(opt),
+        "transient": _ZERO,
+    }
+    step = {
+        "weights": w_pair,
+        "grads": _host(g32 + acc_host),
+        "gradbuf": staging,
+        "optimizer": _host(opt),
+        "transient": _ZERO,
+    }
+    return {"backward": back, "step": step}
+
+
+def _stage3(w: Workload, v: Variant, st: _States) -> dict:
+    """Stage 3: a persistent 16-bit gradient partition buffer (stage3.py:791), one persistent ipg
+    bucket (:782), an fp32 gradient partition in step; at the end of backward the embedding (full
+    fine-tune) is still gathered and its whole gradient pending; prefetch bounded by
+    stage3_max_live_parameters; a gathered module is whole (an MoE layer's fused experts are one
+    module). With offload_optimizer ``self.device`` is the CPU (stage3.py:333), so the 16-bit
+    gradient partition lives on the host too; NVMe keeps the offloaded states on disk."""
+    n, wb = st.n, st.wb
+    wpart = _ZERO if v.offload_param == "nvme" else _put(_ceil_div(st.weights, n), st.off_par)
+    g16 = _put(_ceil_div(st.t * wb, n), st.off_opt)
+    g32 = _ceil_div(4 * st.t, n)
+    opt = _ZERO if v.offload_optimizer == "nvme" else _put(_ceil_div(st.optim, n), st.off_opt)
+    bucket = _dev(w.reduce_bucket_size * wb if w.contiguous_gradients else 0)
     live = min(w.max_live_parameters, w.prefetch_bucket_size + w.largest_layer_params)
-    gathered = dev(max(live, w.largest_layer_params) * wb)
-    # at the end of backward the first module (the embedding, full fine-tune) is still gathered
-    # and its whole gradient waits for reduction (measured)
-    last = dev(emb * wb if n > 1 else 0)
+    gathered = max(live, w.largest_layer_params) * wb
+    last = _dev(st.emb * wb if n > 1 else 0)
     back = {
         "weights": _add(wpart, last),
-        "grads": _add(_add(g16, host(g32) if off_opt else zero), dev(pending)),
+        "grads": _add(_add(g16, _host(g32) if st.off_opt else _ZERO), _dev(st.pending)),
         "gradbuf": bucket,
         "optimizer": opt,
-        "transient": dev(max(0, gathered[0] - last[0])),
+        "transient": _dev(max(0, gathered - last[0])),
     }
     step = {
         "weights": wpart,
-        "grads": _add(g16, put(g32, off_opt)),
+        "grads": _add(g16, _put(g32, st.off_opt)),
         "gradbuf": bucket,
         "optimizer": opt,
-        "transient": zero,
+        "transient": _ZERO,
     }
-    return _with_qlora(w, {"backward": back, "step": step})
+    return {"backward": back, "step": step}
 
 
 def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
@@ -431,20 +600,21 @@ def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
 
 
 def _with_qlora(w: Workload, phases: dict) -> dict:
-    if w.method == "qlora":  # the dequantised 16-bit weight of the running layer (bitsandbytes)
+    """The dequantised 16-bit weight of the running layer (bitsandbytes; GPTQ/AWQ kernels too)."""
+    if w.method == "qlora" or w.prequantized_bytes is not None:
         back = phases["backward"]
         back["transient"] = _add(back["transient"], (w.largest_linear_params * 2, 0))
     return phases
 
 
-def _model_states(w: Workload, v: Variant) -> tuple[int, int, int, int]:
+def _model_states(w: Workload, v: Variant, phases: dict | None = None) -> tuple[int, int, int, int]:
     """(gpu weights, gpu grads, gpu optimizer, host bytes per rank) for one variant.
 
     Weights, grads and optimizer are the guide's figures (16x, 4x + 12x/N, 2x + 14x/N, 16x/N for a
     mixed-precision full fine-tune; trainable parameters only carry grads and optimizer states).
     What DeepSpeed allocates beyond them is in :func:`_buffers`; the host holds, per rank, the
     largest host footprint of :func:`zero_phases` (offloaded parts)."""
-    phases = zero_phases(w, v)
+    phases = phases or zero_phases(w, v)
     step = phases["step"]
     weights = step["weights"][0]  # persistent (the backward phase adds a gathered ZeRO-3 module)
     optim = step["optimizer"][0]
@@ -459,11 +629,12 @@ def _model_states(w: Workload, v: Variant) -> tuple[int, int, int, int]:
     return weights, grads, optim, host
 
 
-def _buffers(w: Workload, v: Variant) -> int:
+def _buffers(w: Workload, v: Variant, phases: dict | None = None) -> int:
     """Device bytes beyond the model states at the worse of the two phases (zero_phases)."""
-    weights, grads, optim, _ = _model_states(w, v)
+    phases = phases or zero_phases(w, v)
+    weights, grads, optim, _ = _model_states(w, v, phases)
     states = weights + grads + optim
-    return max(0, max(sum(part[0] for part in ph.values()) - states for ph in zero_phases(w, v).values()))
+    return max(0, max(sum(part[0] for part in ph.values()) - states for ph in phases.values()))
 
 
 def state_parts(w: Workload, v: Variant) -> dict:
@@ -478,18 +649,41 @@ def state_parts(w: Workload, v: Variant) -> dict:
     return {**out[peak], "peak_phase": peak, "phases": out}
 
 
+def save_gather_bytes(w: Workload, v: Variant) -> int:
+    """ZeRO-3 saving a 16-bit model (every checkpoint with stage3_gather_16bit_weights_on_model_save,
+    and zerowizard's final/ always): DeepSpeed's ``_zero3_consolidated_16bit_state_dict``
+    (engine.py) gathers one module at a time on every rank and copies it to the CPU on rank 0, so
+    rank 0's host ends up holding the whole 16-bit state dict. A LoRA model saves its adapters only
+    (HF passes exclude_frozen_parameters). Zero below stage 3 (the state dict is the module's own)."""
+    if v.stage != 3:
+        return 0
+    wb = 4 if w.precision == "fp32" else 2
+    # full and freeze save the whole model; LoRA/QLoRA their adapters only
+    return (w.trainable_params if w.method in ("lora", "qlora") else w.total_params) * wb
+
+
 def estimate_variant(w: Workload, v: Variant) -> VariantEstimate:
-    weights, grads, optim, host_offload = _model_states(w, v)
-    acts = activations(w)
-    buffers = _buffers(w, v)
+    phases = zero_phases(w, v)
+    weights, grads, optim, host_offload = _model_states(w, v, phases)
+    acts = activations(w, v)
+    buffers = _buffers(w, v, phases)
+    save = save_gather_bytes(w, v)
+    save_extra = 0  # rank 0 only: how far the save raises its peak above training's
+    if save and w.is_cpu:  # host is the device: persistent states, one gathered module, the dict
+        at_save = weights + grads + optim + w.largest_layer_params * (4 if w.precision == "fp32" else 2) + save
+        save_extra = max(0, at_save - (weights + grads + optim + acts + buffers))
+        buffers += save_extra
     allocated = weights + grads + optim + acts + buffers
     base = CPU_PROCESS_BYTES if w.is_cpu else CUDA_CONTEXT_BYTES
     overhead = base + int(allocated * FRAGMENTATION)
     per_gpu = Breakdown(weights, grads, optim, acts, buffers, overhead)
     host_per_rank = host_offload + (0 if w.is_cpu else HOST_RANK_BYTES)
-    if w.is_cpu:  # the "device" is host memory itself
-        host_per_rank += per_gpu.total
-    per_node_host = host_per_rank * w.gpus_per_node
+    if w.is_cpu:  # the "device" is host memory itself; the other ranks do not hold the gathered dict
+        train = allocated - save_extra
+        other = train + base + int(train * FRAGMENTATION)  # any other rank's total
+        per_node_host = host_per_rank * w.gpus_per_node + per_gpu.total + other * (w.gpus_per_node - 1)
+    else:  # rank 0's host holds the gathered dict at save time (the GPU peak stays training's)
+        per_node_host = host_per_rank * w.gpus_per_node + save
     fits_gpu = w.gpu_memory_bytes <= 0 or per_gpu.total <= w.gpu_memory_bytes
     if w.is_cpu:
         fits_gpu = w.host_ram_bytes is None or per_node_host <= w.host_ram_bytes
@@ -497,16 +691,19 @@ def estimate_variant(w: Workload, v: Variant) -> VariantEstimate:
     return VariantEstimate(v, per_gpu, per_node_host, fits_gpu, fits_host)
 
 
-def variants_for(method: str, nvme: bool = True) -> tuple[Variant, ...]:
-    """The valid variants: QLoRA has no ZeRO-3 (bitsandbytes 4-bit is not partitionable)."""
-    out = [v for v in ALL_VARIANTS if not (method == "qlora" and v.stage == 3)]
+def variants_for(method: str, nvme: bool = True, prequantized: bool = False) -> tuple[Variant, ...]:
+    """The valid variants: QLoRA and a pre-quantized checkpoint have no ZeRO-3 (their quantized
+    weights are not partitionable)."""
+    out = [v for v in ALL_VARIANTS if not ((method == "qlora" or prequantized) and v.stage == 3)]
     if not nvme:
         out = [v for v in out if v.offload_optimizer != "nvme"]
     return tuple(out)
 
 
-def estimate_all(w: Workload) -> tuple[VariantEstimate, ...]:
-    return tuple(estimate_variant(w, v) for v in variants_for(w.method))
+def estimate_all(w: Workload, prequantized: bool | None = None) -> tuple[VariantEstimate, ...]:
+    if prequantized is None:
+        prequantized = w.prequantized_bytes is not None
+    return tuple(estimate_variant(w, v) for v in variants_for(w.method, prequantized=prequantized))
 
 
 # The guide chooses among ZeRO-1/2/3 (XTuner's presets); plain data parallel (stage 0) is the

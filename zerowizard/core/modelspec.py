@@ -1,26 +1,59 @@
 """Model architecture and analytic parameter counts.
 
-A model comes from a card in presets/models/ (real architecture numbers of popular models), from a
-local directory's config.json, or from a raw count (`--params 7B`). Counts are exact: they equal what
-transformers (`sum(p.numel())` on the meta device) and peft (`get_nb_trainable_parameters`) report
-for the same config, which tests/test_modelspec_meta.py checks.
+A model comes from a card in presets/models/ (the published config.json values of popular models),
+from a local directory's config.json, or from a raw count (``--params 7B``, see ``core.scaling``).
+Counts are exact: they equal what transformers (``sum(p.numel())`` on the meta device) and peft
+(``get_nb_trainable_parameters``) report for the same config, which tests/test_modelspec.py checks
+for every family the installed transformers has.
+
+Mixture-of-experts models count every expert (``total_params``) and, separately, what one token
+touches (``active_params``: the shared parts plus ``experts_per_token`` routed experts per MoE layer).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from . import freeze as _freeze
+from .freeze import Modules
+from .layers import (
+    FAMILIES,
+    MOE_FAMILIES,
+    LayerShape,
+    Linear,
+    VisionTower,
+    decoder_layer,
+    top_level_names,
+    vision_tower,
+)
+from .lora import Adapter, Targets
+from .lora import resolve as lora_targets
 from .paths import PRESETS
+from .prequant import Quantization, detect
 from .text import did_you_mean, excerpt
 from .validation import InputError, check_model_config, is_directory, load_json, read_text
 
-FAMILIES = ("llama", "mistral", "qwen2", "internlm2", "gemma2", "gemma")
+__all__ = ["FAMILIES", "ModelNotFound", "ModelSpec", "Trainable", "card_spec", "catalog", "find_card", "resolve_model"]
 
-# Decoder linear layers per family: (name, in_features, out_features, has_bias) from the card.
-# peft's "all-linear" targets every nn.Linear except the output layer, i.e. exactly these.
+
+@dataclass(frozen=True)
+class Trainable:
+    """What trains, in the shapes the memory model needs."""
+
+    params: int
+    layer_tensors: tuple[tuple[int, int], ...]  # (numel, count) of trainable tensors in the decoder layers
+    embedding: int = 0  # trainable input-embedding parameters (0: frozen)
+    head: int = 0  # trainable untied output head
+    backprop_layers: int = 0  # layers whose activations autograd keeps (from the lowest trainable one up)
+    lora_inputs: int = 0  # per layer: in_features summed over the targeted linears (LoRA dropout copies)
+
+    @property
+    def largest_tensor(self) -> int:
+        return max([n for n, _ in self.layer_tensors] + [self.embedding, self.head], default=0)
 
 
 @dataclass(frozen=True)
@@ -40,45 +73,76 @@ class ModelSpec:
     local_dir: str | None = None
     source: str = "catalog"  # catalog | local | params
     raw_params: int | None = None  # --params: the total the user gave
+    # mixture of experts (0: a dense model)
+    num_experts: int = 0  # routed experts per MoE layer
+    experts_per_token: int = 0  # top-k
+    moe_intermediate_size: int = 0  # one routed expert's MLP width
+    shared_expert_intermediate_size: int = 0  # width of the always-on shared expert MLP (0: none)
+    dense_layer_ids: tuple[int, ...] = ()  # layers with a dense MLP in an MoE model
+    quantization: Quantization | None = None  # a pre-quantized checkpoint (GPTQ, AWQ, FP8, bnb)
     card: dict = field(default_factory=dict, compare=False, hash=False)
 
     # -- layer shapes ---------------------------------------------------------------------
-    def linear_layers(self) -> list[tuple[str, int, int, bool]]:
-        """(name, in, out, bias) of one decoder layer's nn.Linear modules."""
-        h, f, d = self.hidden_size, self.intermediate_size, self.head_dim
-        q, kv = self.num_heads * d, self.num_kv_heads * d
-        if self.family == "internlm2":
-            return [
-                ("wqkv", h, q + 2 * kv, self.attention_bias),
-                ("wo", q, h, self.attention_bias),
-                ("w1", h, f, False),
-                ("w3", h, f, False),
-                ("w2", f, h, False),
-            ]
-        qkv_bias = self.attention_bias or self.family == "qwen2"
-        o_bias = self.attention_bias and self.family != "qwen2"
-        return [
-            ("q_proj", h, q, qkv_bias),
-            ("k_proj", h, kv, qkv_bias),
-            ("v_proj", h, kv, qkv_bias),
-            ("o_proj", q, h, o_bias),
-            ("gate_proj", h, f, False),
-            ("up_proj", h, f, False),
-            ("down_proj", f, h, False),
-        ]
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    def _shapes(self) -> tuple[LayerShape, LayerShape]:
+        cached = self.__dict__.get("_shape_cache")
+        if cached is None:
+            dense = decoder_layer(self, sparse=False)
+            cached = (dense, decoder_layer(self, sparse=True) if self.is_moe else dense)
+            object.__setattr__(self, "_shape_cache", cached)
+        return cached
+
+    def layer(self, index: int) -> LayerShape:
+        """The shape of decoder layer ``index``."""
+        dense, sparse = self._shapes()
+        return dense if index in self.dense_layer_ids else sparse
+
+    def layer_groups(self) -> list[tuple[int, LayerShape]]:
+        """(how many layers, shape): the dense and the MoE layers."""
+        dense, sparse = self._shapes()
+        n_dense = sum(1 for i in set(self.dense_layer_ids) if 0 <= i < self.num_layers)
+        if sparse is dense:
+            return [(self.num_layers, dense)]
+        return [(c, s) for c, s in ((n_dense, dense), (self.num_layers - n_dense, sparse)) if c]
+
+    @property
+    def vision(self) -> VisionTower | None:
+        """A multimodal checkpoint's vision tower (Gemma 3 4B-27B), loaded with the language model."""
+        if "_vision_cache" not in self.__dict__:
+            object.__setattr__(self, "_vision_cache", vision_tower(self.card, self.hidden_size))
+        return self.__dict__["_vision_cache"]
+
+    @property
+    def vision_params(self) -> int:
+        return self.vision.params if self.vision else 0
+
+    def _vision_layer(self) -> LayerShape | None:
+        if "_vision_layer_cache" not in self.__dict__:
+            v = self.vision
+            layer = LayerShape(v.layer_linears, (), hidden=v.hidden) if v else None
+            object.__setattr__(self, "_vision_layer_cache", layer)
+        return self.__dict__["_vision_layer_cache"]
+
+    def linear_layers(self) -> list[Linear]:
+        """(name, in, out, bias) of one decoder layer's nn.Linear modules (the last layer's; for an
+        MoE model the attention and shared-expert linears: routed experts are not nn.Linear)."""
+        return [(n.rsplit(".", 1)[-1], i, o, b) for n, i, o, b in self.layer(self.num_layers - 1).linears]
 
     @property
     def norms_per_layer(self) -> int:
-        return 4 if self.family == "gemma2" else 2
+        return len(self.layer(self.num_layers - 1).norms)
 
     # -- counts ---------------------------------------------------------------------------
     @property
     def layer_linear_weights(self) -> int:
-        return sum(i * o for _, i, o, _ in self.linear_layers())
+        return self.layer(self.num_layers - 1).linear_weights
 
     @property
     def layer_biases(self) -> int:
-        return sum(o for _, _, o, b in self.linear_layers() if b)
+        return self.layer(self.num_layers - 1).biases
 
     @property
     def embedding_params(self) -> int:
@@ -90,58 +154,349 @@ class ModelSpec:
 
     @property
     def _exact_total(self) -> int:
-        per_layer = self.layer_linear_weights + self.layer_biases + self.norms_per_layer * self.hidden_size
-        return self.embedding_params + self.num_layers * per_layer + self.hidden_size + self.lm_head_params
+        layers = sum(c * s.params for c, s in self.layer_groups())
+        return self.embedding_params + layers + self.hidden_size + self.lm_head_params + self.vision_params
 
     @property
     def scale(self) -> float:
-        """For --params: the factor from the borrowed architecture to the stated count."""
+        """For --params: the factor from the (scaled) architecture's own count to the stated one."""
         return self.raw_params / self._exact_total if self.raw_params else 1.0
+
+    def _scaled(self, n: int) -> int:
+        return round(n * self.scale) if self.raw_params else n
 
     @property
     def total_params(self) -> int:
         return self.raw_params or self._exact_total
 
     @property
+    def expert_params(self) -> int:
+        """Every routed expert's weights, all MoE layers (0 for a dense model)."""
+        return self._scaled(sum(c * s.expert_params for c, s in self.layer_groups()))
+
+    @property
+    def active_params(self) -> int:
+        """Parameters one token touches: total minus the routed experts it is not sent to (embedding
+        and head included, as model cards count them: Qwen3-30B-A3B -> 3.3B). Dense: the total."""
+        if not self.is_moe:
+            return self.total_params
+        k = self.experts_per_token
+        layers = sum(c * s.active_params(k) for c, s in self.layer_groups())
+        return self._scaled(self.embedding_params + layers + self.hidden_size + self.lm_head_params)
+
+    @property
+    def matmul_params_per_token(self) -> int:
+        """Weights each token multiplies in the forward pass: every layer's linears, the routed
+        experts it reaches, the routers, and the output head (the tied embedding when tied). The input
+        embedding is a lookup and norms are elementwise: neither is counted."""
+        k = self.experts_per_token
+        per = sum(
+            c * (s.linear_weights + (k * s.per_expert_params + s.router_params if s.is_moe else 0))
+            for c, s in self.layer_groups()
+        )
+        return self._scaled(per + self.vocab_size * self.hidden_size)
+
+    def attention_flops_per_token(self, seq_len: int, causal: bool = True) -> int:
+        """Forward FLOPs per token of the attention scores and the weighted sum (QK^T and AV),
+        which grow with the sequence; a causal mask halves them on average."""
+        qk, v = self.num_heads * self.head_dim, self.num_heads * self.head_dim
+        if self.family == "deepseek_v2":
+            v = self.num_heads * int(self.card.get("v_head_dim", self.head_dim))
+        span = (seq_len + 1) / 2 if causal else seq_len
+        return round(self.num_layers * 2 * (qk + v) * span)
+
+    def forward_flops_per_token(self, seq_len: int, causal: bool = True) -> int:
+        """2 FLOPs per multiplied weight plus the attention term (Kaplan et al. 2020, Sec. 2.1)."""
+        return 2 * self.matmul_params_per_token + self.attention_flops_per_token(seq_len, causal)
+
+    @property
     def quantizable_params(self) -> int:
-        """Weights of the decoder's linear layers: what bitsandbytes stores in 4 bits."""
-        return round(self.num_layers * self.layer_linear_weights * self.scale)
+        """Weights of the decoder's nn.Linear layers: what bitsandbytes stores in 4 bits (routed
+        experts are fused 3-D parameters, not nn.Linear: they stay 16-bit)."""
+        vision = self.vision.linear_weights if self.vision else 0
+        return self._scaled(sum(c * s.linear_weights for c, s in self.layer_groups()) + vision)
+
+    @property
+    def quantized_linears(self) -> int:
+        """How many nn.Linear modules bitsandbytes replaces (each carries its QuantState constants)."""
+        vision = self.vision.layers * len(self.vision.layer_linears) if self.vision else 0
+        return sum(c * len(s.linears) for c, s in self.layer_groups()) + vision
+
+    @property
+    def quantized_rows(self) -> int:
+        """Output rows of the quantized linears (per-row scales of 8-bit and FP8 checkpoints)."""
+        return sum(c * sum(o for _, _, o, _ in s.linears) for c, s in self.layer_groups())
 
     @property
     def unquantized_params(self) -> int:
-        """Embeddings, norms, biases, lm_head: stay 16-bit under QLoRA."""
+        """Embeddings, norms, biases, lm_head, routers and routed experts: stay 16-bit under QLoRA."""
         return self.total_params - self.quantizable_params
 
     @property
     def largest_layer_params(self) -> int:
-        """The largest single module's parameters (what ZeRO-3 gathers whole at once)."""
-        biggest_linear = max(i * o + (o if b else 0) for _, i, o, b in self.linear_layers())
-        return round(max(self.embedding_params, self.lm_head_params, biggest_linear) * self.scale)
+        """The largest single module's own parameters (what ZeRO-3 gathers whole at once): the
+        embedding, the head, a linear, or one MoE layer's fused experts."""
+        biggest = max(max(s.modules()) for _, s in self.layer_groups())
+        biggest = max(biggest, self.vision.largest_module if self.vision else 0)
+        return self._scaled(max(self.embedding_params, self.lm_head_params, biggest))
 
-    def target_linears(self, target_modules) -> list[tuple[str, int, int, bool]]:
-        layers = self.linear_layers()
-        if target_modules in (None, "all-linear", "all_linear"):
-            return layers
-        names = [target_modules] if isinstance(target_modules, str) else list(target_modules)
-        return [layer for layer in layers if any(layer[0] == n or layer[0].endswith("." + n) for n in names)]
+    @property
+    def largest_linear_params(self) -> int:
+        """The largest nn.Linear weight in a decoder layer (QLoRA dequantises one at a time)."""
+        return self._scaled(max(i * o for _, s in self.layer_groups() for _, i, o, _ in s.linears))
 
-    def lora_params(self, r: int, target_modules="all-linear") -> int:
-        """Adapter parameters: r * (in + out) per targeted linear, per layer (peft's count).
+    def target_linears(self, target_modules: Targets, layer: LayerShape | None = None) -> list[Linear]:
+        """The nn.Linear modules of a layer peft's LoRA wraps ('all-linear': every nn.Linear but the
+        head, less the expert names peft 0.21 remaps to parameters on MoE models, see core.lora)."""
+        layer = layer or self.layer(self.num_layers - 1)
+        by_path = {lin[0]: lin for lin in layer.linears}
+        return [by_path[a.name] for a in self.adapters(target_modules, layer) if a.name in by_path]
 
-        For a raw count (--params) the widths scale with the square root of the size ratio."""
-        per_layer = sum(r * (i + o) for _, i, o, _ in self.target_linears(target_modules))
-        return round(self.num_layers * per_layer * (self.scale**0.5))
+    def adapters(self, target_modules: Targets, layer: LayerShape | None = None) -> list[Adapter]:
+        """peft's LoRA adapters in one layer (nn.Linear modules, and on MoE models the router and
+        the fused experts, see core.lora)."""
+        return self._lora(target_modules, layer)[0]
 
-    def trainable_params(self, method: str, r: int = 64, target_modules="all-linear") -> int:
-        return self.total_params if method == "full" else self.lora_params(r, target_modules)
+    def _lora(self, target_modules: Targets, layer: LayerShape | None) -> tuple[list[Adapter], list[str]]:
+        layer = layer or self.layer(self.num_layers - 1)
+        key = (tuple(target_modules) if isinstance(target_modules, list) else target_modules, id(layer))
+        cache = self.__dict__.setdefault("_lora_cache", {})
+        if key not in cache:
+            cache[key] = lora_targets(self.family, layer, target_modules)
+        return cache[key]
+
+    def lora_problems(self, target_modules: Targets) -> list[str]:
+        """What peft would refuse about these targets on this model (empty: nothing)."""
+        out: list[str] = []
+        for _, s in self.layer_groups():
+            out += [p for p in self._lora(target_modules, s)[1] if p not in out]
+        return out
+
+    def lora_wraps_parameters(self, target_modules: Targets) -> bool:
+        """Whether peft puts a ParamWrapper on the router or experts (it refuses lora_dropout > 0)."""
+        return any(a.on_parameter for _, s in self.layer_groups() for a in self.adapters(target_modules, s))
+
+    def lora_params(self, r: int, target_modules: Targets = "all-linear") -> int:
+        """Adapter parameters: r * (in + out) per adapter (per expert on expert parameters), per
+        layer (peft's count). For a raw count (--params) the widths scale with the square root of
+        the size ratio."""
+        total = sum(c * sum(a.params(r) for a in self.adapters(target_modules, s)) for c, s in self._lora_groups())
+        return round(total * (self.scale**0.5))
+
+    def _lora_groups(self) -> list[tuple[int, LayerShape]]:
+        """The decoder layers, and the vision tower's layers (peft's all-linear reaches them too)."""
+        vision = self._vision_layer()
+        return self.layer_groups() + ([(self.vision.layers, vision)] if self.vision and vision else [])
+
+    # -- freeze tuning --------------------------------------------------------------------
+    def named_tensors(self) -> Iterator[tuple[str, int]]:
+        """(transformers parameter name, numel) of every parameter, unscaled."""
+        emb, norm, head = top_level_names(self.family)
+        yield f"{emb}.weight", self.embedding_params
+        for i in range(self.num_layers):
+            for path, n in self.layer(i).tensors():
+                yield f"model.layers.{i}.{path}", n
+        yield f"{norm}.weight", self.hidden_size
+        if not self.tie_embeddings:
+            yield f"{head}.weight", self.lm_head_params
+        if self.vision:  # one entry for the tower's non-layer parameters, then its layers
+            v = self.vision
+            yield "model.vision_tower.embeddings_and_projector", v.params - v.layers * v.layer_params
+            for i in range(v.layers):
+                for path, i_f, o_f, _ in v.layer_linears:
+                    yield f"model.vision_tower.vision_model.encoder.layers.{i}.{path}.weight", i_f * o_f
+                    yield f"model.vision_tower.vision_model.encoder.layers.{i}.{path}.bias", o_f
+                yield f"model.vision_tower.vision_model.encoder.layers.{i}.layer_norms", 4 * v.hidden
+
+    def freeze_layout(self, freeze_layers: int, trainable_modules: Modules = "all") -> Trainable:
+        """Freeze tuning: the last ``freeze_layers`` layers (narrowed to ``trainable_modules``) train."""
+        key = (freeze_layers, tuple(trainable_modules) if isinstance(trainable_modules, list) else trainable_modules)
+        cache = self.__dict__.setdefault("_freeze_cache", {})
+        if key not in cache:
+            cache[key] = self._freeze_layout(freeze_layers, trainable_modules)
+        return cache[key]
+
+    def _freeze_layout(self, freeze_layers: int, trainable_modules: Modules) -> Trainable:
+        emb_name, _, head_name = top_level_names(self.family)
+        k = min(max(0, freeze_layers), self.num_layers)
+        counts: dict[int, int] = {}
+        total = emb = head = 0
+        lowest = self.num_layers
+        for name, n in self.named_tensors():
+            if not _freeze.is_trainable(name, self.num_layers, k, trainable_modules):
+                continue
+            total += n
+            if name.startswith(f"{emb_name}."):
+                emb = n
+            elif name.startswith(f"{head_name}."):
+                head = n
+            else:
+                counts[n] = counts.get(n, 0) + 1
+                if name.startswith("model.layers."):
+                    lowest = min(lowest, int(name.split(".")[2]))
+        backprop = self.num_layers if emb else self.num_layers - lowest
+        return Trainable(
+            params=self._scaled(total),
+            layer_tensors=tuple(sorted((self._scaled(n), c) for n, c in counts.items())),
+            embedding=self._scaled(emb),
+            head=self._scaled(head),
+            backprop_layers=backprop,
+        )
+
+    def unmatched_modules(self, trainable_modules: Modules) -> list[str]:
+        """Names in ``trainable_modules`` that match no parameter of this model."""
+        names = _freeze.module_names(trainable_modules) or ()
+        paths = [p for p, _ in self.named_tensors()]
+        return [n for n in names if not any(_freeze.matches(p, [n]) for p in paths)]
+
+    def trainable(
+        self,
+        method: str,
+        r: int = 64,
+        target_modules: Targets = "all-linear",
+        freeze_layers: int = 2,
+        trainable_modules: Modules = "all",
+    ) -> Trainable:
+        """What trains under ``method`` (full | lora | qlora | freeze)."""
+        if method == "freeze":
+            return self.freeze_layout(freeze_layers, trainable_modules)
+        if method == "full":
+            counts: dict[int, int] = {}
+            for c, s in self.layer_groups():
+                for _, n in s.tensors():
+                    counts[self._scaled(n)] = counts.get(self._scaled(n), 0) + c
+            if self.vision:
+                for name, n in self.named_tensors():
+                    if "vision_tower" in name:
+                        counts[n] = counts.get(n, 0) + 1
+            return Trainable(
+                params=self.total_params,
+                layer_tensors=tuple(sorted(counts.items())),
+                embedding=self._scaled(self.embedding_params),
+                head=self._scaled(self.lm_head_params),
+                backprop_layers=self.num_layers,
+            )
+        widen = self.scale**0.5
+        counts = {}
+        inputs = 0
+        for c, s in self._lora_groups():
+            adapters = self.adapters(target_modules, s)
+            inputs += c * sum(a.in_features for a in adapters if not a.on_parameter)
+            for a in adapters:
+                for n in a.tensors(r):
+                    n = round(n * widen)
+                    counts[n] = counts.get(n, 0) + c
+        return Trainable(
+            params=self.lora_params(r, target_modules),
+            layer_tensors=tuple(sorted(counts.items())),
+            backprop_layers=self.num_layers,
+            lora_inputs=round(inputs * widen / max(1, self.num_layers)),
+        )
+
+    def trainable_params(
+        self,
+        method: str,
+        r: int = 64,
+        target_modules: Targets = "all-linear",
+        freeze_layers: int = 2,
+        trainable_modules: Modules = "all",
+    ) -> int:
+        if method == "full":
+            return self.total_params
+        if method == "freeze":
+            return self.freeze_layout(freeze_layers, trainable_modules).params
+        return self.lora_params(r, target_modules)
+
+
+_FAMILY_LABELS = {
+    "llama": "Llama (incl. Yi, R1 distills)",
+    "mistral": "Mistral",
+    "mixtral": "Mixtral (MoE)",
+    "qwen2": "Qwen2.5 (incl. R1 distills)",
+    "qwen3": "Qwen3",
+    "qwen3_moe": "Qwen3 MoE",
+    "qwen2_moe": "Qwen MoE",
+    "gemma": "Gemma",
+    "gemma2": "Gemma 2",
+    "gemma3_text": "Gemma 3",
+    "phi3": "Phi-3.5 / Phi-4",
+    "internlm2": "InternLM2 / 2.5",
+    "internlm3": "InternLM3",
+    "olmoe": "OLMoE (MoE)",
+    "deepseek_v2": "DeepSeek-V2 (MoE)",
+}
+
+
+def family_label(family: str) -> str:
+    return _FAMILY_LABELS.get(family, family)
+
+
+def family_order(family: str) -> int:
+    return list(_FAMILY_LABELS).index(family) if family in _FAMILY_LABELS else len(_FAMILY_LABELS)
 
 
 class ModelNotFound(ValueError):
     pass
 
 
-def _spec_from_config(cfg: dict, name: str, *, source: str, hub_id=None, local_dir=None) -> ModelSpec:
+def _int(cfg: dict, *keys: str, default: int = 0) -> int:
+    for k in keys:
+        v = cfg.get(k)
+        if v is not None and not isinstance(v, bool):
+            return int(v)
+    return default
+
+
+def _moe_fields(cfg: dict, family: str, layers: int) -> dict:
+    """Normalise the MoE keys of each family's config.json into ModelSpec fields."""
+    experts = _int(cfg, "num_local_experts", "num_experts", "n_routed_experts")
+    if family not in MOE_FAMILIES or experts <= 0:
+        return {}
+    width = _int(cfg, "intermediate_size") if family in ("mixtral", "olmoe") else _int(cfg, "moe_intermediate_size")
+    shared = 0
+    if family == "qwen2_moe":
+        shared = _int(cfg, "shared_expert_intermediate_size")
+    elif family == "deepseek_v2":
+        shared = _int(cfg, "n_shared_experts") * width
+    if family == "deepseek_v2":
+        dense = tuple(range(min(layers, _int(cfg, "first_k_dense_replace"))))
+    elif family in ("qwen2_moe", "qwen3_moe"):
+        step = max(1, _int(cfg, "decoder_sparse_step", default=1))
+        only = {int(i) for i in cfg.get("mlp_only_layers") or []}
+        dense = tuple(i for i in range(layers) if i in only or (i + 1) % step != 0)
+    else:
+        dense = ()
+    return {
+        "num_experts": experts,
+        "experts_per_token": _int(cfg, "num_experts_per_tok", default=2),
+        "moe_intermediate_size": width,
+        "shared_expert_intermediate_size": shared,
+        "dense_layer_ids": dense,
+    }
+
+
+def _text_config(cfg: dict) -> dict:
+    """A multimodal config's language model (Gemma 3 4B-27B: model_type gemma3 + text_config)."""
+    text = cfg.get("text_config")
+    if isinstance(text, dict) and str(cfg.get("model_type", "")).lower() in ("gemma3",):
+        merged = {**text, "model_type": text.get("model_type", "gemma3_text")}
+        if "quantization_config" in cfg:
+            merged["quantization_config"] = cfg["quantization_config"]
+        merged.setdefault("tie_word_embeddings", cfg.get("tie_word_embeddings", True))
+        if isinstance(cfg.get("vision_config"), dict):
+            merged["vision_config"] = cfg["vision_config"]
+        return merged
+    return cfg
+
+
+def _spec_from_config(
+    cfg: dict, name: str, *, source: str, hub_id: str | None = None, local_dir: str | None = None
+) -> ModelSpec:
+    raw = cfg
+    cfg = _text_config(cfg)  # a multimodal checkpoint: its language model (and its vision tower)
     family = str(cfg.get("family") or cfg.get("model_type") or "").lower()
+    if family == "gemma3":
+        family = "gemma3_text"
     if family not in FAMILIES:
         raise ModelNotFound(
             f"model {name!r}: family/model_type {family!r} is not supported; "
@@ -149,23 +504,30 @@ def _spec_from_config(cfg: dict, name: str, *, source: str, hub_id=None, local_d
         )
     heads = int(cfg["num_attention_heads"])
     h = int(cfg["hidden_size"])
-    head_dim = int(cfg.get("head_dim") or h // heads)
+    layers = int(cfg["num_hidden_layers"])
+    if family == "deepseek_v2":
+        head_dim = int(cfg["qk_nope_head_dim"]) + int(cfg["qk_rope_head_dim"])
+    else:
+        head_dim = int(cfg.get("head_dim") or h // heads)
+    tie_default = family.startswith("gemma")
     return ModelSpec(
         name=name,
-        family="gemma2" if family == "gemma2" else family,
+        family=family,
         hidden_size=h,
-        intermediate_size=int(cfg["intermediate_size"]),
-        num_layers=int(cfg["num_hidden_layers"]),
+        intermediate_size=int(cfg.get("intermediate_size") or 0),
+        num_layers=layers,
         num_heads=heads,
         num_kv_heads=int(cfg.get("num_key_value_heads") or heads),
         head_dim=head_dim,
         vocab_size=int(cfg["vocab_size"]),
-        tie_embeddings=bool(cfg.get("tie_word_embeddings", family in ("gemma", "gemma2"))),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", tie_default)),
         attention_bias=bool(cfg.get("attention_bias", cfg.get("bias", False))),
         hub_id=hub_id if hub_id is not None else cfg.get("hub_id"),
         local_dir=local_dir,
         source=source,
-        card=dict(cfg),
+        quantization=detect(cfg),
+        card={**cfg, "model_type": raw.get("model_type", family)} if raw is not cfg else dict(cfg),
+        **_moe_fields(cfg, family, layers),
     )
 
 
@@ -178,19 +540,39 @@ def catalog() -> dict[str, dict]:
     """Model cards by name (presets/models/*.yaml)."""
     import yaml
 
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: 60 cards in ~20 ms, not ~300
     cards = {}
     for path in sorted((PRESETS / "models").glob("*.yaml")):
-        card = yaml.safe_load(path.read_text(encoding="utf-8"))
+        card = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # a safe loader (C or Python)
         cards[card["name"]] = card
     return cards
 
 
+@lru_cache(maxsize=1)
+def _index() -> dict[str, str]:
+    """Every accepted spelling (name, aliases, hub id) -> card name."""
+    out: dict[str, str] = {}
+    for name, card in catalog().items():
+        for key in [name, *(card.get("aliases") or []), card.get("hub_id")]:
+            if key:
+                out.setdefault(_norm(str(key)), name)
+    return out
+
+
 def find_card(name: str) -> dict | None:
-    key = _norm(name)
-    for card in catalog().values():
-        if _norm(card["name"]) == key or (card.get("hub_id") and _norm(card["hub_id"]) == key):
-            return card
-    return None
+    found = _index().get(_norm(name))
+    return catalog()[found] if found else None
+
+
+def card_spec(name: str) -> ModelSpec:
+    """The spec of a catalog card by its exact name."""
+    return _card_spec(name)
+
+
+@lru_cache(maxsize=128)
+def _card_spec(name: str) -> ModelSpec:
+    card = catalog()[name]
+    return _spec_from_config(card, card["name"], source="catalog")
 
 
 _LOCAL_CACHE: dict[tuple, dict] = {}
@@ -215,48 +597,42 @@ def _load_local(path: str) -> dict:
     return cfg
 
 
+def _local_spec(name: str) -> ModelSpec:
+    if not (Path(name) / "config.json").is_file():
+        raise ModelNotFound(
+            f"model: directory {excerpt(name, 120)} has no config.json; point --model at a transformers model directory"
+        )
+    try:
+        cfg = _load_local(str(Path(name).resolve()))
+    except InputError as exc:
+        raise ModelNotFound(str(exc)) from None
+    try:
+        return _spec_from_config(cfg, Path(name).name, source="local", local_dir=str(Path(name)))
+    except KeyError as exc:
+        raise ModelNotFound(f"model: {name}/config.json lacks {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ModelNotFound(f"model: {name}/config.json has a value that is not a number ({exc})") from None
+
+
 def resolve_model(name: str, params: int | None = None) -> ModelSpec:
-    """A ModelSpec for a catalog name, hub id of a card, local directory, or raw count."""
+    """A ModelSpec for a catalog name (or alias, or a card's hub id), a local directory, or a raw
+    count. With ``params`` the named architecture lends its shapes and is scaled to that size."""
+    from .scaling import borrowed_architecture, scaled_architecture
+
     card = find_card(name)
     if card is not None:
-        spec = _spec_from_config(card, card["name"], source="catalog")
+        spec = card_spec(card["name"])
     elif is_directory(name):
-        if not (Path(name) / "config.json").is_file():
-            raise ModelNotFound(
-                f"model: directory {excerpt(name, 120)} has no config.json; "
-                "point --model at a transformers model directory"
-            )
-        try:
-            cfg = _load_local(str(Path(name).resolve()))
-        except InputError as exc:
-            raise ModelNotFound(str(exc)) from None
-        try:
-            spec = _spec_from_config(cfg, Path(name).name, source="local", local_dir=str(Path(name)))
-        except KeyError as exc:
-            raise ModelNotFound(f"model: {name}/config.json lacks {exc}") from None
+        spec = _local_spec(name)
     elif params is not None:
         return borrowed_architecture(name, params)
     else:
-        fix = did_you_mean(name, catalog(), "see `zerowizard presets`, or give --params 7B")
+        fix = did_you_mean(
+            name,
+            list(catalog()) + [a for c in catalog().values() for a in c.get("aliases") or []],
+            "see `zerowizard presets`, or give --params 7B",
+        )
         raise ModelNotFound(f"model: {excerpt(name, 120)} is not in the catalog nor a local directory; {fix}")
     if params is not None:
-        spec = replace(spec, raw_params=params)
+        return scaled_architecture(spec, params)
     return spec
-
-
-def borrowed_architecture(name: str, params: int) -> ModelSpec:
-    """A raw parameter count borrows the shapes of the catalog model nearest in size.
-
-    Activations need shapes (hidden size, layers, vocab); a bare count has none, so the nearest
-    catalog card lends them and the counts are scaled to the stated total.
-    """
-    best = None
-    for card in catalog().values():
-        spec = _spec_from_config(card, card["name"], source="catalog")
-        gap = abs(spec.total_params - params)
-        if best is None or gap < best[0]:
-            best = (gap, spec)
-    spec = best[1]
-    return replace(
-        spec, name=name, hub_id=None, source="params", raw_params=params, card={**spec.card, "borrowed_from": spec.name}
-    )

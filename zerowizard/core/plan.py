@@ -23,7 +23,7 @@ from typing import Any
 from .text import did_you_mean, excerpt
 from .validation import InputError, load_yaml, number_problem, read_text, text_problem
 
-METHODS = ("full", "lora", "qlora")
+METHODS = ("full", "lora", "qlora", "freeze")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 OFFLOAD_DEVICES = ("none", "cpu", "nvme")
 PRESET_NAMES = (
@@ -79,11 +79,21 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class MethodSection:
-    type: str = _f("full", "full | lora | qlora", choices=METHODS, kind=str)
+    type: str = _f("full", "full | lora | qlora | freeze", choices=METHODS, kind=str)
     lora_r: int = _f(64, "LoRA rank", minimum=1, maximum=65536, kind=int)
     lora_alpha: int = _f(16, "LoRA alpha", minimum=1, maximum=1 << 20, kind=int)
     lora_dropout: float = _f(0.1, "LoRA dropout", minimum=0.0, maximum=1.0, kind=float)
     target_modules: Any = _f("all-linear", "'all-linear' or a list of module names", kind=(str, list), max_len=200)
+    freeze_layers: int = _f(
+        2, "freeze: how many of the last decoder layers train (the rest is frozen)", minimum=0, maximum=65536, kind=int
+    )
+    trainable_modules: Any = _f(
+        "all",
+        "freeze: 'all', or module names that train inside those layers (mlp, self_attn, q_proj) "
+        "and outside them (embed_tokens, lm_head, norm)",
+        kind=(str, list),
+        max_len=200,
+    )
 
 
 @dataclass(frozen=True)
@@ -182,6 +192,9 @@ class TrainSection:
     save_steps: int = _f(
         0, "checkpoint every N optimizer steps (0: only at the end)", minimum=0, maximum=1e12, kind=int
     )
+    save_total_limit: int = _f(
+        0, "keep the newest N intact checkpoints, delete older ones (0: keep all)", minimum=0, maximum=1e12, kind=int
+    )
     logging_steps: int = _f(1, "log every N optimizer steps", minimum=1, maximum=1e12, kind=int)
     seed: int = _f(42, "random seed", minimum=0, maximum=2**32 - 1, kind=int)
 
@@ -197,6 +210,14 @@ class Plan:
     )
     max_grad_norm: float = _f(
         1.0, "gradient clipping (max grad norm); 0 disables", minimum=0.0, maximum=1e6, kind=float
+    )
+    optimizer: str | None = _f(
+        None,
+        "adamw | adam | adagrad | lion | sgd | sgd_momentum (DeepSpeed's optimizer section); default: the "
+        "base JSON's, else the trainer's AdamW",
+        kind=str,
+        optional=True,
+        max_len=64,
     )
     zero: ZeroSection = field(default_factory=ZeroSection)
     deepspeed: str = _f("deepspeed_zero2", "a preset name (deepspeed_zero1/2/3, *_offload) or a JSON path", kind=str)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from .dsrules import check_ds_config
+from .dsrules import check_ds_config, gathers_on_save, zero3_save_problem
 from .problems import Problem
 from .text import did_you_mean, excerpt, fmt_gib
 from .validation import path_kind
@@ -117,11 +117,20 @@ def deepspeed_base(ctx: Analysis) -> Iterator[Problem]:
                 "gradient_accumulation_steps",
                 "gradient_clipping",
                 "train_batch_size",
-            ):
+            ) or p.field.endswith("stage3_gather_16bit_weights_on_model_save"):  # zero3_save_gather
                 continue
             if p.severity == "info":
                 continue
             yield p
+
+
+@rule
+def zero3_save_gather(ctx: Analysis) -> Iterator[Problem]:
+    """The effective stage (the plan may raise the base's) decides, not the base JSON alone."""
+    cfg = ctx.ds.config if ctx.ds is not None else ctx.base
+    zo = (cfg or {}).get("zero_optimization")
+    if ctx.zero.stage == 3 and isinstance(zo, dict) and not gathers_on_save(zo):
+        yield zero3_save_problem()
 
 
 @rule
@@ -293,3 +302,6 @@ def check(ctx: Analysis) -> list[Problem]:
         except Exception as exc:  # noqa: BLE001 - a bug in one rule must not hide the others
             out.append(Problem("warning", fn.__name__, f"rule failed: {exc!r}", "please report this"))
     return out
+
+
+from . import modelrules  # noqa: E402, F401 - registers the model/method rules (pre-quantized, MoE, freeze, optimizer)

@@ -37,6 +37,7 @@ class EventsCallback(TrainerCallback):
         self.last = (0, time.time())
         self.last_loss = None
         self.steps_logged = 0
+        self.phases = None  # zerowizard.runner.phases.Phases, set by train.py
         self.step_mark = time.time()
         self.step_times: list[float] = []  # wall seconds of each optimizer step this session
         self.unreported = 0  # step times not yet in a step event
@@ -68,7 +69,8 @@ class EventsCallback(TrainerCallback):
             zero3_partitioned=self.spec.get("zero3_partitioned", False),
             method=self.plan.method.type,
             setup_s=round(time.time() - self.started, 2),
-            setup_phases_s=self.spec.get("setup_phases_s"),
+            setup_phases_s=self.phases.end() if self.phases is not None else None,
+            attempt=self.spec.get("attempt", 1),
         )
 
     def _tokens(self) -> int:
@@ -151,7 +153,7 @@ class EventsCallback(TrainerCallback):
     def on_evaluate(self, args, state, control, metrics=None, **kw):
         self._emit("eval", step=state.global_step, metrics=metrics or {})
 
-    def finish(self, trainer, final: Path) -> None:
+    def finish(self, trainer, final: Path | None) -> None:
         state = trainer.state
         self._memory()  # every rank's final figures, then wait for all of them
         import torch.distributed as dist
@@ -166,7 +168,7 @@ class EventsCallback(TrainerCallback):
             step=state.global_step,
             total_steps=state.max_steps,
             loss=self.last_loss,
-            final_model=str(final),
+            final_model=str(final) if final is not None else None,
             method=self.plan.method.type,
             elapsed_s=round(time.time() - self.started, 2),
             tokens=self._tokens(),
@@ -179,7 +181,9 @@ class EventsCallback(TrainerCallback):
 
 class TestHooks(TrainerCallback):
     """Faults on demand for the tests: ZEROWIZARD_TEST_CRASH='RANK:STEP' raises on that rank;
-    ZEROWIZARD_TEST_STOP_AT=STEP stops cleanly after that step (checkpoint saved)."""
+    ZEROWIZARD_TEST_STOP_AT=STEP stops cleanly after that step (checkpoint saved);
+    ZEROWIZARD_TEST_HOLD='STEP:FILE' waits at the end of that step until FILE exists (the test
+    breaks the disk meanwhile)."""
 
     def __init__(self, rank: int):
         self.rank = rank
@@ -187,8 +191,14 @@ class TestHooks(TrainerCallback):
         self.crash = tuple(int(x) for x in crash.split(":")) if crash else None
         stop = os.environ.get("ZEROWIZARD_TEST_STOP_AT", "")
         self.stop = int(stop) if stop else None
+        hold = os.environ.get("ZEROWIZARD_TEST_HOLD", "")
+        self.hold = (int(hold.split(":", 1)[0]), Path(hold.split(":", 1)[1])) if hold else None
 
     def on_step_end(self, args, state, control, **kw):
+        if self.hold and state.global_step == self.hold[0]:
+            deadline = time.time() + 600
+            while not self.hold[1].exists() and time.time() < deadline:
+                time.sleep(0.1)
         if self.crash and self.crash[0] == self.rank and state.global_step >= self.crash[1]:
             raise RuntimeError(f"injected crash on rank {self.rank} at step {state.global_step} (test hook)")
         if self.stop and state.global_step >= self.stop:

@@ -6,252 +6,325 @@ Launchers: ``single`` (one process, still a DeepSpeed engine), ``torchrun`` (one
 --nproc-per-node/--nnodes/--node-rank/--master-addr/--master-port, or XTuner's NPROC_PER_NODE,
 NNODES, NODE_RANK, ADDR, PORT), ``slurm`` (one task per rank from SLURM_* variables, as
 ``srun zerowizard run --headless --launcher slurm``), ``auto`` (single for one rank, else torchrun).
+
+The steps, each its own function: options (validated, nothing written) → check the plan → prepare
+(model, data, run folder) → lock the folder → for each attempt: write the run files, launch and
+supervise the ranks, then finish (summary), fall back (out of memory) or report (crash, disk fault,
+interrupt). Exit status: 0 done, 2 bad input (nothing started), 1 failure, 130/143 interrupted.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
-LAUNCHERS = ("auto", "torchrun", "slurm", "single")
+from zerowizard.runner.options import LAUNCHERS, WORK_DIRS, RunOptions, Topology, add_run_arguments
 
+if TYPE_CHECKING:
+    from zerowizard.core.analysis import Analysis
+    from zerowizard.core.plan import Plan
+    from zerowizard.runner.headless import Printer
+    from zerowizard.runner.runspec import MemoryLimit
+    from zerowizard.runner.supervise import Outcome
 
-def add_run_arguments(parser) -> None:
-    """The runner's options on the CLI's ``run`` subparser (flags it already has are kept)."""
-    have = set(parser._option_string_actions)
-    dests = {a.dest for a in parser._actions}
-    g = parser.add_argument_group("run")
-
-    def opt(*flags, **kw):
-        if not any(f in have for f in flags):
-            g.add_argument(*flags, **kw)
-
-    if "recipe_name" not in dests:
-        g.add_argument(
-            "recipe_name",
-            nargs="?",
-            metavar="RECIPE",
-            help="a recipe name, as in `xtuner train NAME` (same as --recipe NAME)",
-        )
-    opt("--headless", action="store_true", help="print progress (rich on a terminal, plain lines otherwise)")
-    opt("--output", metavar="DIR", help="run folder (default: a new folder under ./work_dirs)")
-    opt(
-        "--resume",
-        nargs="?",
-        const="latest",
-        metavar="DIR",
-        help="continue from the latest checkpoint of DIR (default: --output, else the newest run)",
-    )
-    opt("--launcher", choices=LAUNCHERS, default="auto", help="how ranks start (default: auto)")
-    opt("--nproc-per-node", type=int, metavar="N", help="ranks on this node (env NPROC_PER_NODE)")
-    opt("--nnodes", type=int, metavar="N", help="nodes (env NNODES)")
-    opt("--node-rank", type=int, metavar="I", help="this node's rank (env NODE_RANK)")
-    opt("--master-addr", metavar="HOST", help="rank 0's address (env ADDR)")
-    opt("--master-port", type=int, metavar="PORT", help="rank 0's port (env PORT)")
-    opt("--data", metavar="FILE|ID", help="training data: alpaca/chat/oasst1 JSON(L), or a hub dataset id")
-    opt("--epochs", type=float, metavar="N", help="training epochs")
-    opt("--max-steps", type=int, metavar="N", help="stop after N optimizer steps")
-    opt("--save-steps", type=int, metavar="N", help="checkpoint every N steps (0: only at the end)")
-    opt("--lr", type=float, metavar="LR", help="peak learning rate")
-    opt("--logging-steps", type=int, metavar="N", help="a step event (loss, tokens/s, memory) every N steps")
-    opt(
-        "--memory-limit",
-        metavar="GiB",
-        help="cap each rank's memory as if the device had GiB (CUDA: allocator fraction; CPU: a cgroup)",
-    )
+__all__ = ["LAUNCHERS", "add_run_arguments", "run", "run_headless"]
 
 
-def _env_int(name: str):
-    value = os.environ.get(name)
-    return int(value) if value and value.isdigit() else None
+def run_headless(plan: Plan, args: argparse.Namespace) -> int:
+    """The ``run`` command: options from the flags, then :func:`run`."""
+    from zerowizard.core.plan import PlanError
+    from zerowizard.runner import report
+    from zerowizard.runner.options import build_run_options
+
+    try:
+        opts = build_run_options(args, plan)
+    except PlanError as exc:
+        for line in exc.errors:
+            report.error(line)
+        print("zerowizard: nothing was written or started", file=sys.stderr)
+        return 2
+    return run(opts)
 
 
-def topology(args, analysis_hw=None) -> dict:
-    """nproc, nnodes, node_rank, master address/port from flags, then XTuner's variables."""
-    nproc = getattr(args, "nproc_per_node", None) or _env_int("NPROC_PER_NODE")
-    return {
-        "nproc": nproc,
-        "nnodes": getattr(args, "nnodes", None) or _env_int("NNODES") or 1,
-        "node_rank": getattr(args, "node_rank", None)
-        if getattr(args, "node_rank", None) is not None
-        else (_env_int("NODE_RANK") or 0),
-        "addr": getattr(args, "master_addr", None) or os.environ.get("ADDR"),
-        "port": getattr(args, "master_port", None) or _env_int("PORT"),
-    }
-
-
-def apply_run_options(plan, args):
-    """Fold the runner flags that are plan fields (data, epochs, steps, output, topology) in."""
-    from zerowizard.core.plan import update
-
-    if getattr(args, "recipe_name", None) and not getattr(args, "recipe", None):
-        from zerowizard.planflags import plan_from_args
-
-        args.recipe = args.recipe_name
-        plan = plan_from_args(args)
-    if getattr(args, "data", None):
-        plan = update(plan, "data", path=args.data)
-    train = {
-        k: getattr(args, a)
-        for k, a in (
-            ("epochs", "epochs"),
-            ("max_steps", "max_steps"),
-            ("save_steps", "save_steps"),
-            ("learning_rate", "lr"),
-            ("logging_steps", "logging_steps"),
-        )
-        if getattr(args, a, None) is not None
-    }
-    if train:
-        plan = update(plan, "train", **train)
-    if getattr(args, "output", None):
-        plan = update(plan, None, output=args.output)
-    top = topology(args)
-    if top["nproc"]:
-        plan = update(plan, "hardware", gpus_per_node=top["nproc"])
-    if top["nnodes"] > 1:
-        plan = update(plan, "hardware", nodes=top["nnodes"])
-    return plan
-
-
-def run_headless(plan, args) -> int:
-    """Check, prepare, launch, follow. Returns the exit status (2: plan errors, nothing started)."""
-    from zerowizard.core.analysis import analyze
-    from zerowizard.core.validation import InputError
-    from zerowizard.runner import memlimit, prepare, record
+def run(opts: RunOptions) -> int:
+    from zerowizard.runner import faults, report
     from zerowizard.runner.headless import make_printer
 
     printer = make_printer()
     try:
-        plan = _resumed_plan(plan, args)
-        plan = apply_run_options(plan, args)
-    except Exception as exc:  # noqa: BLE001 - PlanError from a positional recipe or a saved plan
-        for line in getattr(exc, "errors", [str(exc)]):
-            print(f"zerowizard: error: {line}", file=sys.stderr)
-        return 2
-    analysis = analyze(plan)
-    if analysis.errors:
-        for p in analysis.errors:
-            print(f"zerowizard: error: {p.field}: {p.message} — {p.fix}", file=sys.stderr)
-        print("zerowizard: nothing was started; fix the plan and run again", file=sys.stderr)
-        return 2
-    hw = analysis.hardware
-    launcher = getattr(args, "launcher", "auto") or "auto"
-    top = topology(args)
-    nproc = top["nproc"] or hw.gpus_per_node
-    root = Path("work_dirs")
-    try:
-        if getattr(args, "resume", None):
-            workdir = prepare.resume_dir(args.resume, plan.output, root)
-            ckpt = prepare.latest_checkpoint(workdir)
-            if ckpt is None:
-                raise prepare.PrepareError(f"--resume: no checkpoint in {workdir / 'checkpoints'}")
-        else:
-            ckpt = None
-            if plan.output:
-                workdir = Path(plan.output)
-            elif top["nnodes"] > 1:
-                raise prepare.PrepareError(
-                    "several nodes: give --output DIR, the same path on every "
-                    "node (shared storage, so rank 0's checkpoints are found)"
-                )
-            elif launcher == "slurm" and os.environ.get("SLURM_JOB_ID"):
-                workdir = root / f"slurm_{os.environ['SLURM_JOB_ID']}"
-            else:
-                name = getattr(args, "recipe", None) or f"{Path(plan.model.name).name}_{plan.method.type}"
-                workdir = prepare.new_output_dir(root, name)
-        model_path, trust = prepare.resolve_model(analysis.model, None)
-        data = prepare.resolve_data(plan.data.path, plan.data.format)
-        slurm = prepare.slurm_env() if launcher == "slurm" else None
-        mem_limit = memlimit.limit_spec(getattr(args, "memory_limit", None), hw.accelerator)
-    except (prepare.PrepareError, InputError) as exc:
-        print(f"zerowizard: error: {exc}", file=sys.stderr)
-        return 2
-    workdir = workdir.resolve()
-    selected = getattr(analysis, "selected", None)
-    spec = {
-        "model_path": model_path,
-        "trust_remote_code": trust,
-        "data": data,
-        "precision": analysis.precision,
-        "accelerator": hw.accelerator,
-        "resume_from": str(ckpt) if ckpt else None,
-        "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None,
-        **record.predicted(analysis),
-        "memory_limit": mem_limit,
-    }
-    prepare.write_run_files(workdir, plan, analysis.ds.config, spec)
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    if hw.accelerator == "cpu":
-        env["DS_ACCELERATOR"] = "cpu"
-        printer.notice(
-            "notice: no CUDA device: training on the CPU accelerator (DS_ACCELERATOR=cpu, "
-            f"gloo, {analysis.precision}); slow, but every path is real"
-        )
-    printer.notice(f"run folder: {workdir}")
-    cmd, ranks, writes = _command(launcher, nproc, top, workdir, env, slurm)
-    from zerowizard.runner.supervise import Supervisor
-
-    sup = Supervisor(cmd, env, workdir, printer, ranks, writes_events=writes)
-    try:
-        rc = sup.run()
+        return Run(opts, printer).main()
+    except OSError as exc:  # a fault no step caught: one line (a bug goes to cli.main's crash guard)
+        report.error(faults.describe(exc))
+        return 1
     finally:
         printer.close()
-    if rc == 0 and writes:  # one summary per job: rank 0's launcher (not every SLURM task / node)
-        _summary(printer, workdir)
-        record.record(workdir, analysis, spec, printer)  # the measured step time calibrates later estimates
-    return rc
 
 
-def _resumed_plan(plan, args):
-    """`--resume` without --plan/--recipe continues the run's own saved plan.yaml (the runner
-    flags --max-steps/--epochs/--save-steps still apply on top)."""
-    if (
-        not getattr(args, "resume", None)
-        or getattr(args, "plan", None)
-        or getattr(args, "recipe", None)
-        or getattr(args, "recipe_name", None)
-    ):
-        return plan
-    from zerowizard.core.plan import load_plan, update
-    from zerowizard.runner import prepare
+@dataclass(frozen=True)
+class Prepared:
+    """What every attempt of the run needs, resolved once."""
 
-    try:
-        workdir = prepare.resume_dir(args.resume, getattr(args, "output", None) or plan.output, Path("work_dirs"))
-    except prepare.PrepareError:
-        return plan  # reported later, with the rest of the resume checks
-    saved = workdir / "plan.yaml"
-    return update(load_plan(saved), None, output=str(workdir)) if saved.is_file() else plan
+    workdir: Path
+    model_path: str
+    trust_remote_code: bool
+    data: dict[str, Any]
+    slurm: dict[str, str] | None
+    resume_from: Path | None
+    resume_universal: bool  # resume_from was written by another rank count: load DeepSpeed's universal form
+    memory_limit: MemoryLimit | None  # runner.json's memory_limit (a new cgroup token per attempt)
+    plan: Plan  # the plan to run (with --resume on another rank count: the batch adapted)
+    analysis: Analysis
 
 
-def _command(launcher, nproc, top, workdir: Path, env: dict, slurm):
+class Run:
+    def __init__(self, opts: RunOptions, printer: Printer):
+        from zerowizard.runner.report import LauncherEvents
+
+        self.opts, self.printer = opts, printer
+        self.sink = LauncherEvents(printer, leads=opts.leads)
+
+    def main(self) -> int:
+        from zerowizard.core.validation import InputError
+        from zerowizard.runner import faults, report
+        from zerowizard.runner.lock import LockError, RunLock, job_key
+        from zerowizard.runner.prepare import PrepareError
+
+        for line in self.opts.changes:
+            self.printer.notice(f"resume: {line}")
+        self.sink.phase("prepare", "checking the plan: memory model, rules, DeepSpeed JSON")
+        analysis = self._check(self.opts.plan)
+        if analysis is None:
+            return 2
+        try:
+            prep = self._prepare(analysis)
+        except (PrepareError, InputError) as exc:
+            report.error(str(exc))
+            return 2
+        top = self.opts.topology
+        lock = RunLock(
+            prep.workdir, job_key(self.opts.launcher, top.addr, top.port), self.opts.leads, self.printer.notice
+        )
+        try:
+            lock.acquire()
+        except LockError as exc:
+            report.error(str(exc))
+            return 2
+        except OSError as exc:
+            self.sink.attach(prep.workdir)  # the fault goes into the stream if it can be written
+            return report.disk_fault(self.sink, None, prep.workdir, exc)
+        try:
+            self.sink.attach(prep.workdir)
+            return self._attempts(prep)
+        except OSError as exc:
+            if not faults.is_disk_error(exc):
+                raise
+            return report.disk_fault(self.sink, None, prep.workdir, exc)
+        finally:
+            lock.release()
+
+    def _check(self, plan: Plan) -> Analysis | None:
+        from zerowizard.core.analysis import analyze
+        from zerowizard.runner import report
+
+        analysis = analyze(plan)
+        if analysis.errors:
+            for p in analysis.errors:
+                report.error(f"{p.field}: {p.message} — {p.fix}")
+            print("zerowizard: nothing was started; fix the plan and run again", file=sys.stderr)
+            return None
+        return analysis
+
+    def _prepare(self, analysis: Analysis) -> Prepared:
+        from zerowizard.runner import memlimit, prepare
+
+        opts = self.opts
+        self.sink.phase("prepare", "resolving the model and the data")
+        if opts.output is not None:
+            workdir = opts.output
+        elif opts.launcher == "slurm" and os.environ.get("SLURM_JOB_ID"):
+            workdir = WORK_DIRS / f"slurm_{os.environ['SLURM_JOB_ID']}"
+        else:
+            workdir = prepare.new_output_dir(WORK_DIRS, opts.name)
+        model_path, trust = prepare.resolve_model(analysis.model, None)
+        data = prepare.resolve_data(opts.plan.data.path, opts.plan.data.format)
+        slurm = prepare.slurm_env() if opts.launcher == "slurm" else None
+        limit = cast("MemoryLimit | None", memlimit.limit_spec(opts.memory_limit_gib, analysis.hardware.accelerator))
+        plan, resume_from, universal = opts.plan, None, False
+        if opts.resume:  # the newest intact checkpoint, checked before any rank starts (runner/resume.py)
+            from zerowizard.core.plan import update
+            from zerowizard.runner.resume import find_resume_point
+
+            hw = analysis.hardware
+            world = (opts.topology.nproc or hw.gpus_per_node) * opts.topology.nnodes
+            point = find_resume_point(
+                str(workdir), update(plan, None, output=str(workdir)), WORK_DIRS, world, self.printer.notice
+            )
+            resume_from = point.checkpoint.resolve()
+            if point.analysis is not None:  # another rank count: the global batch kept
+                plan, analysis = point.plan, point.analysis
+            universal = point.convert(hw.accelerator, self.printer.notice)
+        return Prepared(
+            workdir.resolve(), model_path, trust, data, slurm, resume_from, universal, limit, plan, analysis
+        )
+
+    # ---- attempts -------------------------------------------------------------------------
+    def _attempts(self, prep: Prepared) -> int:
+        from zerowizard.core.plan import update
+        from zerowizard.runner import record, report
+
+        plan, analysis = update(prep.plan, None, output=str(prep.workdir)), prep.analysis
+        attempt, resume_from = 1, prep.resume_from
+        while True:
+            self._write_files(plan, analysis, prep, resume_from, attempt)
+            outcome, ranks = self._launch(analysis, prep, attempt)
+            if outcome.oom_killed is not None:  # the kernel ended a rank at its --memory-limit
+                outcome.error = self.sink.emit("error", **outcome.oom_killed)
+            if outcome.signum is not None:
+                return report.interrupted(self.sink, outcome, prep.workdir)
+            if outcome.rc == 0 and (outcome.ended is not None or not self.opts.leads):
+                if self.opts.leads:  # one summary per job (not every SLURM task / node)
+                    report.summary(self.printer, prep.workdir)
+                    record.record(prep.workdir, analysis, self.printer)  # calibrates later estimates
+                return 0
+            if outcome.error is not None and outcome.error.get("kind") == "oom":
+                nxt = self._fallback(plan, analysis, outcome, prep, attempt)
+                if isinstance(nxt, str):
+                    return report.out_of_memory(self.sink, outcome, attempt - 1, nxt)
+                plan, analysis, resume_from = nxt
+                attempt += 1
+                continue
+            if self._disk_fault(outcome, prep.workdir):
+                return report.disk_fault(self.sink, outcome, prep.workdir)
+            return report.crashed(self.sink, outcome, prep.workdir, ranks)
+
+    def _write_files(
+        self, plan: Plan, analysis: Analysis, prep: Prepared, resume_from: Path | None, attempt: int
+    ) -> None:
+        from zerowizard.runner import memlimit, prepare, record
+        from zerowizard.runner.runspec import RunnerSpec
+
+        selected = analysis.selected
+        spec: RunnerSpec = {
+            "model_path": prep.model_path,
+            "trust_remote_code": prep.trust_remote_code,
+            "data": {"path": prep.data["path"], "hub": prep.data["hub"]},
+            "precision": analysis.precision,
+            "accelerator": analysis.hardware.accelerator,
+            "resume_from": str(resume_from) if resume_from else None,
+            # a checkpoint of another rank count (only the one resumed, not a later attempt's own)
+            "resume_universal": prep.resume_universal and resume_from == prep.resume_from,
+            "predicted_per_gpu_bytes": selected.per_gpu.total if selected else None,
+            "attempt": attempt,
+            "memory_limit": {**prep.memory_limit, "token": memlimit.new_token()} if prep.memory_limit else None,
+            "save": self.opts.save,
+            **record.predicted(analysis),
+        }
+        assert analysis.ds is not None  # an analysis without errors has its DeepSpeed JSON
+        prepare.write_run_files(prep.workdir, plan, analysis.ds.config, spec)
+
+    def _launch(self, analysis: Analysis, prep: Prepared, attempt: int) -> tuple[Outcome, list[int]]:
+        from zerowizard.runner.supervise import Supervisor
+
+        hw = analysis.hardware
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        if hw.accelerator == "cpu":
+            env["DS_ACCELERATOR"] = "cpu"
+            if attempt == 1:
+                self.printer.notice(
+                    "notice: no CUDA device: training on the CPU accelerator (DS_ACCELERATOR=cpu, "
+                    f"gloo, {analysis.precision}); slow, but every path is real"
+                )
+        if attempt == 1:
+            self.printer.notice(f"run folder: {prep.workdir}")
+        nproc = self.opts.topology.nproc or hw.gpus_per_node
+        cmd, ranks, how = command(self.opts.launcher, nproc, self.opts.topology, prep.workdir, env, prep.slurm)
+        self.sink.phase("launch", f"starting {how}")
+        return Supervisor(cmd, env, prep.workdir, self.printer, ranks, leads=self.opts.leads).run(), ranks
+
+    def _disk_fault(self, outcome: Outcome, workdir: Path) -> bool:
+        from zerowizard.runner import faults
+
+        err = outcome.error or {}
+        if err.get("kind") == "disk" or faults.disk_fault_in(err.get("error", "")):
+            return True
+        return faults.probe_folder(workdir) is not None
+
+    def _fallback(
+        self, plan: Plan, analysis: Analysis, outcome: Outcome, prep: Prepared, attempt: int
+    ) -> tuple[Plan, Analysis, Path | None] | str:
+        """(plan, analysis, checkpoint) for the next attempt after an out-of-memory error, or, when there
+        is none, why not (one line for the report)."""
+        from zerowizard.runner import oom, report
+
+        nxt = oom.next_fallback(plan, analysis)
+        if nxt is None:
+            label = analysis.selected.variant.label if analysis.selected else "this ZeRO variant"
+            return (
+                f"nothing smaller is left to try (micro batch {plan.batch.micro_batch}, {label}): use more GPUs "
+                "or nodes, a shorter --seq-len, gradient checkpointing, or LoRA/QLoRA"
+            )
+        if self.opts.on_oom != "retry":
+            return f"--on-oom stop; --on-oom retry would restart with {nxt.change}"
+        if not self._can_restart():
+            each = "SLURM task" if self.opts.launcher == "slurm" else "node"
+            again = oom.flags(plan, nxt)
+            return f"this job has a launcher per {each}, which cannot restart the others; run it again with {again}"
+        ckpt = report.last_checkpoint(prep.workdir, outcome) or prep.resume_from
+        self.sink.emit(
+            "fallback",
+            reason="oom",
+            attempt=attempt + 1,
+            change=nxt.change,
+            micro_batch=nxt.plan.batch.micro_batch,
+            grad_accum=nxt.plan.batch.grad_accum,
+            global_batch=oom.global_batch(nxt.plan, analysis.hardware.world_size),
+            variant=nxt.variant,
+            resume_from=str(ckpt) if ckpt else None,
+        )
+        self.printer.notice(
+            f"restarting from {ckpt or 'the beginning'}; the plan is updated in {prep.workdir / 'plan.yaml'}"
+        )
+        return nxt.plan, nxt.analysis, Path(ckpt) if ckpt else None
+
+    def _can_restart(self) -> bool:
+        """One launcher owns the whole job (a SLURM step or several nodes restart from outside)."""
+        return self.opts.launcher != "slurm" and self.opts.topology.nnodes == 1
+
+
+def command(
+    launcher: str, nproc: int, top: Topology, workdir: Path, env: dict[str, str], slurm: dict[str, str] | None
+) -> tuple[list[str], list[int], str]:
+    """(the command, the global ranks it runs, what it is in words); ``env`` is completed in place."""
+    from zerowizard.runner.prepare import free_port
+
     py = sys.executable
     entry = ["-m", "zerowizard.runner.train", "--workdir", str(workdir)]
-    world = nproc * top["nnodes"]
+    world = nproc * top.nnodes
     if launcher == "auto":
         launcher = "single" if world == 1 else "torchrun"
     if launcher == "slurm":
+        assert slurm is not None
         env.update(slurm)
+        env.update({k: str(v) for k, v in (("MASTER_ADDR", top.addr), ("MASTER_PORT", top.port)) if v})
         rank = int(slurm["RANK"])
-        return [py, *entry], [rank], rank == 0
+        return [py, *entry], [rank], f"rank {rank} of {slurm['WORLD_SIZE']} (SLURM task)"
     if launcher == "single":
-        from zerowizard.runner.prepare import free_port
-
         env.update(
             {
                 "RANK": "0",
                 "WORLD_SIZE": "1",
                 "LOCAL_RANK": "0",
                 "LOCAL_WORLD_SIZE": "1",
-                "MASTER_ADDR": top["addr"] or "127.0.0.1",
-                "MASTER_PORT": str(top["port"] or free_port()),
+                "MASTER_ADDR": top.addr or "127.0.0.1",
+                "MASTER_PORT": str(top.port or free_port()),
             }
         )
-        return [py, *entry], [0], True
-    from zerowizard.runner.prepare import free_port
-
+        return [py, *entry], [0], "1 rank (one process)"
     if "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
     cmd = [
@@ -259,29 +332,12 @@ def _command(launcher, nproc, top, workdir: Path, env: dict, slurm):
         "-m",
         "torch.distributed.run",
         f"--nproc-per-node={nproc}",
-        f"--nnodes={top['nnodes']}",
-        f"--node-rank={top['node_rank']}",
-        f"--master-addr={top['addr'] or '127.0.0.1'}",
-        f"--master-port={top['port'] or free_port()}",
+        f"--nnodes={top.nnodes}",
+        f"--node-rank={top.node_rank}",
+        f"--master-addr={top.addr or '127.0.0.1'}",
+        f"--master-port={top.port or free_port()}",
         *entry,
     ]
-    first = top["node_rank"] * nproc
-    return cmd, list(range(first, first + nproc)), top["node_rank"] == 0
-
-
-def _summary(printer, workdir: Path) -> None:
-    from zerowizard.runner.events import read_events
-
-    events = read_events(workdir / "events.jsonl")
-    steps = [e for e in events if e.get("event") == "step"]
-    end = next((e for e in reversed(events) if e.get("event") == "end"), {})
-    ckpts = [e["path"] for e in events if e.get("event") == "checkpoint"]
-    if steps:
-        printer.notice(f"loss {steps[0]['loss']:.4f} -> {steps[-1]['loss']:.4f} over {steps[-1]['step']} steps")
-    printer.notice(f"final model:   {end.get('final_model', workdir / 'final')}")
-    if ckpts:
-        printer.notice(f"checkpoint:    {ckpts[-1]}")
-    printer.notice(f"DeepSpeed JSON: {workdir / 'ds_config.json'}")
-    printer.notice(f"plan:          {workdir / 'plan.yaml'}")
-    printer.notice(f"events:        {workdir / 'events.jsonl'}")
-    printer.notice(f"rank logs:     {workdir / 'logs'}")
+    first = top.node_rank * nproc
+    nodes = f", node {top.node_rank} of {top.nnodes}" if top.nnodes > 1 else ""
+    return cmd, list(range(first, first + nproc)), f"{nproc} ranks with torchrun{nodes}"

@@ -2,9 +2,9 @@
 
 Each rank sets its own limit before the model loads:
 
-- CUDA: ``torch.cuda.set_per_process_memory_fraction(limit / total, device)``; the caching
-  allocator then raises ``torch.OutOfMemoryError`` when a reservation would pass the limit, as a
-  smaller card would (the CUDA context is outside the allocator and outside the limit).
+- CUDA: ``torch.cuda.set_per_process_memory_fraction((limit - used outside the allocator) / total,
+  device)``; the caching allocator then raises ``torch.OutOfMemoryError`` when a reservation would
+  pass the limit, as a smaller card would (its CUDA context counted in, as on that card).
 - CPU: a cgroup v1 memory controller child per rank, ``<this process's memory cgroup>/
   zerowizard-<token>-rank<N>``, which the rank joins once its libraries are imported and its
   DeepSpeed ops built. Its ``memory.limit_in_bytes`` (and ``memory.memsw.limit_in_bytes`` where
@@ -271,8 +271,9 @@ def prebuild_ops(ds_config: dict) -> None:
 def apply_before_model(spec: dict, ds_config: dict, rank: int, workdir: Path) -> dict | None:
     """``--memory-limit``, set inside the rank as the model is about to load.
 
-    CUDA: cap the caching allocator at ``limit / total`` of the device
-    (``torch.cuda.set_per_process_memory_fraction``). CPU: the ops are built first
+    CUDA: cap the caching allocator at ``(limit - context) / total`` of the device
+    (``torch.cuda.set_per_process_memory_fraction``; the context and anything else already on the
+    device count against the limit, as on a card of that size). CPU: the ops are built first
     (:func:`prebuild_ops`), then the rank enters its limited cgroup (:func:`enter_cpu_limit`)."""
     lim = spec.get("memory_limit") or {}
     if not lim.get("bytes"):
@@ -283,10 +284,18 @@ def apply_before_model(spec: dict, ds_config: dict, rank: int, workdir: Path) ->
 
         device = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(device)
-        total = torch.cuda.get_device_properties(device).total_memory
-        fraction = min(1.0, limit / total)
+        free, total = torch.cuda.mem_get_info(device)  # creates the context
+        # a card of that size holds the CUDA context too: what the allocator may reserve is the limit
+        # less what is already used outside it (this context, cuBLAS, anything else on the device)
+        outside = max(0, (total - free) - torch.cuda.memory_reserved(device))
+        if limit <= outside:
+            raise MemoryError(
+                f"the CUDA context and other users of the device hold {outside / 2**30:.2f} GiB, "
+                f"over the memory limit of {limit / 2**30:.2f} GiB (--memory-limit)"
+            )
+        fraction = min(1.0, (limit - outside) / total)
         torch.cuda.set_per_process_memory_fraction(fraction, device)
-        return {"fraction": fraction, "total": total}
+        return {"fraction": fraction, "total": total, "outside": outside}
     prebuild_ops(ds_config)
     return enter_cpu_limit(limit, str(lim.get("token") or new_token()), rank, workdir)
 

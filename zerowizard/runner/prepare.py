@@ -11,8 +11,12 @@ import re
 import socket
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-TRUST_REMOTE_CODE_FAMILIES = {"internlm2"}
+if TYPE_CHECKING:
+    from zerowizard.runner.runspec import RunnerSpec
+
+TRUST_REMOTE_CODE_FAMILIES = {"internlm2", "internlm3"}  # not in transformers 5: the hub repo's code
 
 
 class PrepareError(RuntimeError):
@@ -123,9 +127,10 @@ def resume_dir(resume: str, output: str | None, root: Path) -> Path:
     return runs[-1]
 
 
-def write_run_files(workdir: Path, plan, ds_config: dict, runner_spec: dict) -> None:
+def write_run_files(workdir: Path, plan, ds_config: dict, runner_spec: RunnerSpec) -> None:
     from zerowizard.core.dsconfig import write_json_atomic, write_text_atomic
     from zerowizard.core.plan import dump_plan
+    from zerowizard.runner.runspec import write_spec
 
     # Every launcher of a job writes here (each SLURM task, each node on shared storage), possibly
     # while another's ranks already read: atomic writes, and a stale file may already be gone.
@@ -133,7 +138,7 @@ def write_run_files(workdir: Path, plan, ds_config: dict, runner_spec: dict) -> 
     (workdir / "logs").mkdir(exist_ok=True)
     write_text_atomic(workdir / "plan.yaml", dump_plan(plan))
     write_json_atomic(workdir / "ds_config.json", ds_config)
-    write_json_atomic(workdir / "runner.json", runner_spec)
+    write_spec(workdir, runner_spec)
     for stale in (workdir / ".mem").glob("rank*") if (workdir / ".mem").is_dir() else ():
         stale.unlink(missing_ok=True)
 

@@ -62,14 +62,19 @@ def measured(events: list[dict]) -> dict | None:
     }
 
 
-def record(workdir: Path, analysis: Any, spec: dict, printer: Any = None) -> Path | None:
+def record(workdir: Path, analysis: Any, printer: Any = None) -> Path | None:
     """Add a finished run to the calibration store; None when it is too short to measure.
 
     A run whose sequences are shorter than the plan's (no packing) processed fewer tokens than the
     prediction assumed: its step time is scaled to the predicted tokens before it is compared."""
     from zerowizard.core import calibration
     from zerowizard.runner.events import read_events
+    from zerowizard.runner.runspec import read_spec
 
+    try:
+        spec: dict = dict(read_spec(workdir))
+    except (OSError, ValueError):
+        return None
     got = measured(read_events(workdir / "events.jsonl"))
     formula = spec.get("formula_step_s")
     sel = getattr(analysis, "selected", None)

@@ -8,14 +8,14 @@ that exact JSON, and streams events. Each rank's stdout/stderr goes to ``DIR/log
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from zerowizard.runner import memlimit
+from zerowizard.runner import lifeline, memlimit
 from zerowizard.runner.events import EventWriter
 
 
@@ -71,6 +71,9 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
     spec["zero3_partitioned"] = any(hasattr(p, "ds_id") for p in model.parameters())
     if method == "full":
         return model
+    if method == "freeze":
+        freeze_layers(model, plan)
+        return model
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if method == "qlora":
@@ -91,6 +94,18 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
             if p.requires_grad:
                 p.data = p.data.to(dtype)
     return model
+
+
+def freeze_layers(model, plan) -> None:
+    """Freeze tuning: only the last ``freeze_layers`` decoder layers (narrowed to ``trainable_modules``)
+    keep ``requires_grad``; the predicate is the one the memory model counts with (core.freeze)."""
+    from zerowizard.core.freeze import is_trainable
+
+    config = getattr(model.config, "text_config", None) or model.config
+    layers = int(config.num_hidden_layers)
+    m = plan.method
+    for name, p in model.named_parameters():
+        p.requires_grad_(is_trainable(name, layers, m.freeze_layers, m.trainable_modules))
 
 
 def load_data(spec: dict, plan, tok):
@@ -122,7 +137,7 @@ def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdi
         max_steps=t.max_steps or -1,
         logging_steps=t.logging_steps,
         logging_first_step=True,
-        save_strategy="steps",
+        save_strategy="steps" if spec.get("save", True) else "no",
         save_steps=t.save_steps or 10**9,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
@@ -179,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     workdir = Path(args.workdir)
     rank = int(os.environ.get("RANK", "0"))
+    lifeline.guard()  # die with the launcher, even when it is killed with SIGKILL
     if os.environ.get("ZEROWIZARD_RANK_LOGS", "1") == "1":
         _redirect_logs(workdir, rank)
     events = EventWriter(workdir / "events.jsonl", source=f"rank{rank}")
@@ -192,34 +208,52 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and not exc.code):
             raise
-        events.emit(
-            "error",
-            rank=rank,
-            error=f"{type(exc).__name__}: {exc}",
-            kind=memlimit.error_kind(exc),
-            traceback=traceback.format_exc()[-4000:],
-        )
-        traceback.print_exc()
-        sys.stdout.flush()
+        _report(events, rank, exc)
         return 1
 
 
-def _train(workdir: Path, rank: int, events: EventWriter) -> int:
-    from zerowizard.core.plan import load_plan
+def _report(events: EventWriter, rank: int, exc: BaseException) -> None:
+    """The error event and the traceback in the rank log; on a full or read-only disk either may
+    fail, and the launcher then finds the cause itself (faults.probe_folder)."""
+    from zerowizard.runner import faults
 
-    spec = json.loads((workdir / "runner.json").read_text(encoding="utf-8"))
+    fields: dict = {"rank": rank, "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-4000:]}
+    fields["kind"] = memlimit.error_kind(exc)  # oom | crash
+    if fields["kind"] != memlimit.OOM and (faults.is_disk_error(exc) or faults.disk_fault_in(str(exc))):
+        fields.update(kind="disk", path=getattr(exc, "filename", None) or faults.path_in(str(exc)))
+    with contextlib.suppress(OSError):
+        events.emit("error", **fields)
+    with contextlib.suppress(OSError):
+        traceback.print_exc()
+        sys.stdout.flush()
+
+
+def _train(workdir: Path, rank: int, events: EventWriter) -> int:
+    import json
+
+    from zerowizard.core.plan import load_plan
+    from zerowizard.runner.phases import Phases, watch_op_builds
+    from zerowizard.runner.runspec import read_spec
+
+    started = time.time()
+    phases = Phases(events if rank == 0 else None, rank, started)
+    phases.begin("imports", "importing torch, transformers and DeepSpeed")
+    spec = read_spec(workdir)
     plan = load_plan(workdir / "plan.yaml")
     ds_config = json.loads((workdir / "ds_config.json").read_text(encoding="utf-8"))
     precision = spec["precision"]
-    started = time.time()
+    if spec.get("resume_universal"):  # written by another rank count: converted by the launcher
+        ds_config = {**ds_config, "checkpoint": {**ds_config.get("checkpoint", {}), "load_universal": True}}
     _quiet_libraries()
 
     from transformers import AutoTokenizer, Trainer
 
     from zerowizard.runner.callbacks import EventsCallback, TestHooks
+    from zerowizard.runner.committing import committing_trainer
     from zerowizard.runner.data import Collator
 
-    phases = {"imports": time.time() - started}
+    watch_op_builds(phases)
+    phases.begin("tokenizer", f"loading the tokenizer of {spec['model_path']}")
     targs = training_arguments(spec, plan, ds_config, precision, workdir)
     tok = AutoTokenizer.from_pretrained(spec["model_path"], trust_remote_code=spec.get("trust_remote_code", False))
     if tok.pad_token is None:
@@ -228,16 +262,17 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
         from zerowizard.runner.tinymodel import CHAT_TEMPLATE
 
         tok.chat_template = CHAT_TEMPLATE
-    phases["arguments_tokenizer"] = time.time() - started - sum(phases.values())
+    phases.begin("data", f"reading and tokenizing {spec['data']['path']} (sequence length {plan.batch.seq_len})")
     examples = load_data(spec, plan, tok)
-    phases["data"] = time.time() - started - sum(phases.values())
     memlimit.apply_before_model(spec, ds_config, rank, workdir)  # --memory-limit: before the model loads
+    zero3 = ds_config.get("zero_optimization", {}).get("stage") == 3
+    phases.begin("model", f"loading the model {spec['model_path']}" + (", partitioned (ZeRO-3)" if zero3 else ""))
     model = load_model(spec, plan, ds_config, precision)
-    phases["model"] = time.time() - started - sum(phases.values())
     collator = Collator(tok.pad_token_id)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     cb = EventsCallback(events if rank == 0 else None, spec, plan, collator, world, started, workdir)
-    trainer = _counting_trainer(Trainer)(
+    trainer_cls = committing_trainer(_counting_trainer(Trainer), workdir, plan.train.save_total_limit)
+    trainer = trainer_cls(
         model=model,
         args=targs,
         train_dataset=examples,
@@ -246,13 +281,18 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
         callbacks=[cb, TestHooks(rank)],
     )
     cb.trainer = trainer
-    phases["trainer"] = time.time() - started - sum(phases.values())
-    spec["setup_phases_s"] = {k: round(v, 2) for k, v in phases.items()}  # engine init follows
+    cb.phases = phases  # ends the start-up phases when training begins (setup_phases_s)
+    phases.begin("engine", "DeepSpeed init: engine, optimizer and process group" + _resuming(spec))
     trainer.train(resume_from_checkpoint=spec.get("resume_from"))
-    final = workdir / "final"
-    save_final(trainer, final, ds_config)
+    final = workdir / "final" if spec.get("save", True) else None
+    if final is not None:
+        save_final(trainer, final, ds_config)
     cb.finish(trainer, final)
     return 0
+
+
+def _resuming(spec) -> str:
+    return f"; loading {spec['resume_from']}" if spec.get("resume_from") else ""
 
 
 if __name__ == "__main__":

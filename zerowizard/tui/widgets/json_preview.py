@@ -73,10 +73,11 @@ def render_preview(config: dict | None, overrides=(), error: str = "") -> Text:
 class JsonPreview(Static):
     """Shows a zerowizard.core.dsconfig.DsBuild (or, without one, why not)."""
 
-    _key: object = None
+    _key: tuple | None = None
     _painted = False
 
     def show(self, build, error: str = "") -> None:
+        key: tuple
         if build is None:
             key = ("error", error)
         else:

@@ -1,0 +1,48 @@
+"""Disk faults during the run, on a small tmpfs: the disk fills up, or the checkpoint folder turns
+read-only, between two checkpoints. One line naming the path, the last complete checkpoint kept, exit 1, no traceback,
+and the event stream ends with `error` then `end` (or stderr says it cannot be written)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from .conftest import FAST, assert_no_orphans, events, fill, run_env, zw_cmd
+
+pytestmark = pytest.mark.slow  # real training: the CI tier, not the edit loop
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_disk_fault_during_the_run(tmp_path, mounts, fault):
+    point = mounts.tmpfs("128m")
+    workdir, release = point / "run", tmp_path / "release"
+    proc = subprocess.Popen(
+        zw_cmd(*FAST, "--max-steps", "6", "--save-steps", "2", "--output", str(workdir)),
+        cwd=tmp_path,
+        env=run_env(ZEROWIZARD_TEST_HOLD=f"3:{release}"),  # the ranks wait after step 3 for the fault
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        from .test_ownership import SETUP_S, wait_for
+
+        wait_for(lambda: any(e["event"] == "checkpoint" for e in events(workdir)), SETUP_S)
+        fill(point) if fault == "full" else mounts.read_only(workdir / "checkpoints")
+        release.touch()
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out[-3000:] + err[-3000:]
+    assert "Traceback" not in out + err
+    lines = [line for line in err.splitlines() if line.startswith("zerowizard: error:")]
+    what = "the disk is full" if fault == "full" else "read-only"
+    assert len(lines) == 1 and str(workdir) in lines[0] and what in lines[0], err
+    ckpt2 = workdir / "checkpoints" / "checkpoint-2"
+    assert f"the last complete checkpoint is kept: {ckpt2}" in out
+    assert (ckpt2 / "trainer_state.json").is_file()
+    last = events(workdir)[-2:]  # on a full disk too: space for them was reserved beside the stream
+    assert [e["event"] for e in last] == ["error", "end"] and last[0]["kind"] == "disk", last
+    assert_no_orphans(workdir)
