@@ -38,7 +38,8 @@ def _matmul_params(spec):
 def test_full_finetune_is_six_p_per_token_plus_attention():
     spec = resolve_model("llama-3-8b")
     f = flops_per_token(spec, "full", seq_len=SEQ, grad_checkpointing=False)
-    attn = 2 * SEQ * spec.num_heads * spec.head_dim  # QK^T + AV per token, causal half
+    attn = 2 * (SEQ + 1) * spec.num_heads * spec.head_dim  # QK^T + AV per token and layer, causal half
+    assert spec.attention_flops_per_token(SEQ) == spec.num_layers * attn
     assert f.model == pytest.approx(6 * _matmul_params(spec) + 3 * spec.num_layers * attn)
     assert f.recompute == 0 and f.total == f.model
     # at a short sequence the attention term fades: 6 x (non-embedding params + LM head) x tokens
@@ -387,3 +388,42 @@ def test_calibration_recovers_deepspeeds_own_overheads(tmp_path):
     got = calibrate.fit_engines(bench, engines, model_dir, 2)
     for key, value in truth.items():
         assert got[key] == pytest.approx(value, rel=1e-3), key
+
+
+def test_freeze_tuning_backpropagates_only_through_the_trained_layers():
+    spec = resolve_model("llama-3-8b")
+    full = flops_per_token(spec, "full", seq_len=SEQ, grad_checkpointing=True)
+    frz = flops_per_token(spec, "freeze", seq_len=SEQ, grad_checkpointing=True, freeze_layers=2)
+    share = 2 / spec.num_layers
+    layers = spec.num_layers * spec.layer_linear_weights
+    attn = spec.attention_flops_per_token(SEQ)
+    head = spec.hidden_size * spec.vocab_size
+    # input gradients through the top two layers and the head, weight gradients for those two layers
+    assert frz.backward == pytest.approx(share * (2 * layers + 2 * attn) + 2 * head + 2 * share * layers, rel=1e-3)
+    assert frz.recompute == pytest.approx(share * full.recompute, rel=1e-6)
+    assert frz.forward == full.forward
+
+
+def test_moe_counts_the_experts_a_token_reaches():
+    spec = resolve_model("mixtral-8x7b")
+    f = flops_per_token(spec, "full", seq_len=16, grad_checkpointing=False)
+    assert spec.active_params < spec.total_params / 2
+    assert f.model == pytest.approx(6 * spec.matmul_params_per_token, rel=1e-2)
+
+
+def test_memory_to_spare_is_preferred_only_when_about_as_fast():
+    from zerowizard.core.analysis import fastest_fitting
+    from zerowizard.core.memory import Breakdown, VariantEstimate
+
+    hw = _analysis().hardware  # 80 GB A100s
+    gib = 2**30
+
+    def est(v, total_gib):
+        return VariantEstimate(v, Breakdown(weights=int(total_gib * gib)), 0, True, True)
+
+    def t(s):
+        return speed.StepTime(s, s, 0, 0, 1 / s, None, "formula")
+
+    tight, roomy = est(Variant(2), 79), est(Variant(3), 40)  # 79 of 80: under the 5% margin
+    assert fastest_fitting((tight, roomy), {Variant(2): t(1.0), Variant(3): t(2.0)}, hw, False) is tight
+    assert fastest_fitting((tight, roomy), {Variant(2): t(1.0), Variant(3): t(1.05)}, hw, False) is roomy

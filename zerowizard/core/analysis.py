@@ -96,6 +96,8 @@ class Analysis:
         if rec is not None:
             mem = f"{fmt_gib(rec.per_gpu.total)} of {fmt_gib(self.hardware.memory_bytes)}"
             t = self.times.get(rec.variant)
+            if not _fits_with_margin(rec, self.hardware):
+                mem += f", under {MEMORY_MARGIN:.0%} to spare"
             if t is None:
                 return f"{rec.variant.label} fits ({mem})"
             if low is None or low.variant == rec.variant:
@@ -243,20 +245,25 @@ def analyze(plan: Plan, *, detection: Detection | None = None) -> Analysis:
 
 
 def job_for(
-    plan: Plan, spec: ModelSpec, hw: Hardware, precision: str, zs: dsconfig.ZeroSettings, ds: dict
+    plan: Plan,
+    spec: ModelSpec,
+    hw: Hardware,
+    precision: str,
+    zs: dsconfig.ZeroSettings,
+    ds: dict,
+    optimizer: optimizers.Optimizer | None = None,
 ) -> speed.Job:
     """The variant-independent facts of the plan the time model reads."""
     m, b = plan.method, plan.batch
+    opt = optimizer or optimizers.DEFAULT
     gathered, gathered_modules = gathered_params(spec, zs.param_persistence_threshold)
-    if m.type == "full":
-        per_layer = len(spec.linear_layers()) + sum(1 for *_, bias in spec.linear_layers() if bias)
-        tensors = spec.num_layers * (per_layer + spec.norms_per_layer) + 2 + (0 if spec.tie_embeddings else 1)
-    else:
-        tensors = 2 * spec.num_layers * len(spec.target_linears(m.target_modules))
+    tr = spec.trainable(m.type, m.lora_r, m.target_modules, m.freeze_layers, m.trainable_modules)
+    # parameter tensors with a gradient (DeepSpeed hooks each one)
+    tensors = sum(c for _, c in tr.layer_tensors) + (1 if tr.embedding else 0) + (1 if tr.head else 0)
     # submodules: per layer the linears, the norms, attention, MLP, activation and the layer itself;
     # the model, its body, embedding, final norm, rotary embedding and LM head; peft adds six per adapter
     modules = spec.num_layers * (len(spec.linear_layers()) + spec.norms_per_layer + 4) + 6
-    if m.type != "full":
+    if m.type in ("lora", "qlora"):
         modules += 6 * spec.num_layers * len(spec.target_linears(m.target_modules))
     return speed.Job(
         flops=flops_per_token(
@@ -266,12 +273,14 @@ def job_for(
             grad_checkpointing=b.grad_checkpointing,
             lora_r=m.lora_r,
             target_modules=m.target_modules,
+            freeze_layers=m.freeze_layers,
+            trainable_modules=m.trainable_modules,
         ),
         tokens_per_micro=b.micro_batch * b.seq_len,
         grad_accum=b.grad_accum,
         num_layers=spec.num_layers,
         total_params=spec.total_params,
-        trainable_params=spec.trainable_params(m.type, m.lora_r, m.target_modules),
+        trainable_params=tr.params,
         trainable_tensors=tensors,
         quantized_params=spec.quantizable_params if m.type == "qlora" else 0,
         gathered_params=gathered,
@@ -286,13 +295,14 @@ def job_for(
         overlap_comm=zs.overlap_comm,
         prefetch_bucket_size=zs.prefetch_bucket_size,
         elements=activation_elements(spec, b.grad_checkpointing),
+        optimizer_bytes=20 + 2 * opt.state_bytes,
     )
 
 
 def _add_times(
     a: Analysis, plan: Plan, spec: ModelSpec, hw: Hardware, precision: str, zs: dsconfig.ZeroSettings
 ) -> None:
-    job = job_for(plan, spec, hw, precision, zs, a.ds.config if a.ds else {})
+    job = job_for(plan, spec, hw, precision, zs, a.ds.config if a.ds else {}, a.optimizer)
     cal = calibration.load(calibration.device_key(hw))
     a.rates = rates_for(hw, precision, cal)
     variants = [e.variant for e in a.estimates]
@@ -318,9 +328,12 @@ def fastest_fitting(
     ok = [
         e for e in estimates if e.fits and e.variant in times and (allow_nvme or e.variant.offload_optimizer != "nvme")
     ]
-    pool = [e for e in ok if _fits_with_margin(e, hw)] or ok
-    if not pool:
+    if not ok:
         return None
+    best = min(times[e.variant].step_s for e in ok)
+    # a variant with memory to spare is preferred when it is about as fast as the best
+    roomy = [e for e in ok if _fits_with_margin(e, hw)]
+    pool = roomy if roomy and min(times[e.variant].step_s for e in roomy) <= best * (1 + TIE) else ok
     best = min(times[e.variant].step_s for e in pool)
     near = [e for e in pool if times[e.variant].step_s <= best * (1 + TIE)]
     order = list(memory.PREFERENCE) + [v for v in memory.ALL_VARIANTS if v not in memory.PREFERENCE]

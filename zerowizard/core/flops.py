@@ -1,27 +1,25 @@
 """Floating-point operations per token of a decoder-only model's training step.
 
-Counted from the model spec's real shapes (:meth:`ModelSpec.linear_layers`: the MLP width, GQA's
-narrower k/v projections), per token and per decoder layer:
+Counted from the model spec's real shapes, per token:
 
-- every linear layer: ``2 * in * out`` in forward (one multiply-add per weight);
-- attention's quadratic term: ``QK^T`` and ``AV`` cost ``2 * s * q_dim`` each in forward; with a
-  causal mask the fused kernels (SDPA / FlashAttention) skip the masked half, so ``2 * s * q_dim``
-  per token is counted, ``s`` the sequence length;
-- the LM head: ``2 * h * V``;
-- backward: an input gradient (as forward) for every matmul the gradient must flow through, plus a
-  weight gradient (as forward) only for *trainable* weights. A full fine-tune therefore costs
-  2x forward in backward (the familiar 6 * P per token); LoRA's frozen base gets input gradients
-  only, and the adapters (``2 * r * (in + out)`` forward) get both;
-- gradient checkpointing recomputes each decoder layer's forward once during backward (8 * P for
-  the layers of a full fine-tune); the LM head is not checkpointed.
+- every matmul weight a token passes: ``2`` FLOPs in forward (one multiply-add). The spec's
+  ``matmul_params_per_token`` gives them where it has it (the layers' linears with the real MLP
+  width and GQA's narrower k/v projections; for a mixture of experts the routers and only the
+  ``experts_per_token`` experts a token reaches, plus the output head); otherwise the linears of
+  ``linear_layers()`` times the layer count, plus ``h x V`` for the head;
+- attention's quadratic term ``QK^T`` and ``AV``: the spec's ``attention_flops_per_token`` (a causal
+  mask halves it: fused kernels skip the masked blocks), else ``2 * s * q_dim`` per layer;
+- backward: an input gradient (as forward) for every matmul the gradient flows through, plus a weight
+  gradient (as forward) only for *trainable* weights. A full fine-tune costs 2x forward in backward
+  (the familiar 6 * P per token); LoRA's frozen base gets input gradients only, its adapters
+  (``2 * r * (in + out)`` forward) both; freeze tuning runs backward only from the lowest trainable
+  layer up (``Trainable.backprop_layers``), with weight gradients for what trains;
+- gradient checkpointing recomputes each decoder layer that runs backward once (8 * P for the layers
+  of a full fine-tune); the LM head is not checkpointed.
 
-Norms, activations, rotary and the loss are memory-bound; they are left to the efficiency factor
-(:mod:`.speed`). Embedding lookups are not matmuls.
-
-MoE seam: a spec that routes tokens to experts can expose ``active_linear_layers()`` (the linears a
-token actually passes through: shared layers plus ``top_k`` experts) and ``router_flops_per_token``;
-:func:`layer_linears` prefers them over ``linear_layers()``, so the time model counts active
-parameters per token while the memory model keeps counting all of them.
+Norms, activations, rotary and the loss are memory-bound: :func:`activation_elements` counts what
+they pass over, and the time model prices it (calibrated on the CPU, in the efficiency on GPUs).
+Embedding lookups are not matmuls.
 """
 
 from __future__ import annotations
@@ -52,12 +50,46 @@ def layer_linears(spec: Any) -> list[tuple[str, int, int, bool]]:
     return list(active()) if callable(active) else list(spec.linear_layers())
 
 
-def _targets(spec: Any, target_modules: Any) -> set[str]:
-    layers = layer_linears(spec)
-    if target_modules in (None, "all-linear", "all_linear"):
-        return {name for name, *_ in layers}
-    names = [target_modules] if isinstance(target_modules, str) else list(target_modules)
-    return {name for name, *_ in layers if any(name == n or name.endswith("." + n) for n in names)}
+def _weights(spec: Any) -> tuple[float, float]:
+    """(decoder matmul weights, LM head weights) one token multiplies."""
+    scale = float(getattr(spec, "scale", 1.0))  # --params: the stated count over the shapes'
+    head = float(spec.hidden_size * spec.vocab_size)
+    per_token = getattr(spec, "matmul_params_per_token", None)
+    if isinstance(per_token, (int, float)) and not isinstance(per_token, bool) and per_token > 0:
+        head *= scale
+        return float(per_token) - head, head
+    layers = spec.num_layers * sum(i * o for _, i, o, _ in layer_linears(spec)) * scale
+    return layers, head * scale**0.5
+
+
+def _attention(spec: Any, seq_len: int) -> float:
+    fn = getattr(spec, "attention_flops_per_token", None)
+    if callable(fn):
+        return float(fn(seq_len))
+    scale = float(getattr(spec, "scale", 1.0))
+    return 2.0 * seq_len * spec.num_heads * spec.head_dim * spec.num_layers * scale**0.5
+
+
+def _lora_weights(spec: Any, r: int, target_modules: Any) -> float:
+    """Adapter weights a token multiplies: peft's count (``r x (in + out)`` per targeted linear)."""
+    fn = getattr(spec, "lora_params", None)
+    if callable(fn):
+        return float(fn(r, target_modules))
+    names = None if target_modules in (None, "all-linear", "all_linear") else set(target_modules)
+    per_layer = sum(r * (i + o) for name, i, o, _ in layer_linears(spec) if names is None or name in names)
+    return float(spec.num_layers * per_layer)
+
+
+def _trainable(spec: Any, method: str, freeze_layers: int, trainable_modules: Any) -> tuple[float, float, float]:
+    """(share of layers the backward runs through, trainable matmul weights per token, trainable head)."""
+    if method == "full" or not callable(getattr(spec, "trainable", None)):
+        return 1.0, -1.0, 1.0  # everything: the caller uses all weights
+    t = spec.trainable(method, freeze_layers=freeze_layers, trainable_modules=trainable_modules)
+    share = t.backprop_layers / max(1, spec.num_layers)
+    active = float(getattr(spec, "active_params", 0) or 0)
+    total = float(spec.total_params or 1)
+    dense_share = active / total if active and getattr(spec, "is_moe", False) else 1.0
+    return share, float(t.params - t.embedding - t.head) * dense_share, float(t.head)
 
 
 def flops_per_token(
@@ -68,40 +100,37 @@ def flops_per_token(
     grad_checkpointing: bool,
     lora_r: int = 64,
     target_modules: Any = "all-linear",
+    freeze_layers: int = 2,
+    trainable_modules: Any = "all",
 ) -> Flops:
-    """FLOPs per token for a full fine-tune, LoRA or QLoRA (QLoRA computes in 16 bits after
-    dequantising, so its matmuls cost what LoRA's do; the dequantisation is memory traffic)."""
-    scale = float(getattr(spec, "scale", 1.0))  # --params: widths scaled to the stated count
-    layers = layer_linears(spec)
-    linear = 2.0 * sum(i * o for _, i, o, _ in layers) * scale
-    q_dim = spec.num_heads * spec.head_dim
-    attn = 2.0 * seq_len * q_dim * scale**0.5  # QK^T + AV with the causal half skipped
-    head = 2.0 * spec.hidden_size * spec.vocab_size * scale**0.5
-    router = float(getattr(spec, "router_flops_per_token", 0.0) or 0.0)
-    n = spec.num_layers
-    if method == "full":
-        adapters = 0.0
-        layer_fwd = linear + attn + router
-        layer_bwd = 2 * linear + 2 * attn + 2 * router
-        head_bwd = 2 * head
+    """FLOPs per token for a full fine-tune, LoRA/QLoRA or freeze tuning (QLoRA computes in 16 bits
+    after dequantising, so its matmuls cost what LoRA's do; the dequantisation is memory traffic)."""
+    layers, head = _weights(spec)
+    attn = _attention(spec, seq_len)
+    router = float(getattr(spec, "router_flops_per_token", 0.0) or 0.0)  # a spec without them in its weights
+    layer_fwd = 2 * layers + attn + router
+    if method in ("lora", "qlora"):
+        adapters = 2.0 * _lora_weights(spec, lora_r, target_modules)
+        forward = layer_fwd + adapters + 2 * head
+        # frozen base and head: input gradients only; adapters: input and weight gradients
+        backward = 2 * layers + 2 * attn + router + 2 * adapters + 2 * head
+        recompute = layer_fwd + adapters if grad_checkpointing else 0.0
+        share = 1.0
     else:
-        targets = _targets(spec, target_modules)
-        adapters = 2.0 * lora_r * sum(i + o for name, i, o, _ in layers if name in targets) * scale**0.5
-        layer_fwd = linear + attn + router + adapters
-        # frozen weights: input gradients only; adapters: input and weight gradients
-        layer_bwd = linear + 2 * attn + router + 2 * adapters
-        head_bwd = head  # the (frozen) LM head passes the gradient on, no weight gradient
-    forward = n * layer_fwd + head
-    backward = n * layer_bwd + head_bwd
-    recompute = n * layer_fwd if grad_checkpointing else 0.0
-    attention = n * attn * (3 + (1 if grad_checkpointing else 0))
+        share, wlayers, whead = _trainable(spec, method, freeze_layers, trainable_modules)
+        if wlayers < 0:  # full: every weight trains
+            wlayers, whead = layers, head
+        forward = layer_fwd + 2 * head
+        head_dgrad = 2 * head if share > 0 else 0.0
+        backward = share * (2 * layers + 2 * attn + router) + head_dgrad + 2 * wlayers + 2 * (head if whead else 0.0)
+        recompute = share * layer_fwd if grad_checkpointing else 0.0
     return Flops(
         forward=forward,
         backward=backward,
         recompute=recompute,
         model=forward + backward,
-        attention=attention,
-        attention_forward=n * attn,
+        attention=attn * (1 + 2 * share + (share if grad_checkpointing else 0.0)),
+        attention_forward=attn,
     )
 
 
@@ -128,6 +157,10 @@ def gathered_params(spec: Any, persistence_threshold: int) -> tuple[int, int]:
             modules += 1
     params *= spec.num_layers
     modules *= spec.num_layers
+    experts = int(getattr(spec, "expert_params", 0) or 0)
+    if experts:  # routed experts: fused parameters, gathered with their MoE block
+        params += experts
+        modules += spec.num_layers
     emb = spec.vocab_size * spec.hidden_size * scale**0.5
     for present, numel in ((True, emb), (not spec.tie_embeddings, emb)):
         if present and numel >= persistence_threshold:

@@ -32,7 +32,8 @@ HOST_EFFICIENCY = 0.80  # pinned host<->device copies / PCIe per direction
 NCCL_LATENCY_S = (20e-6, 60e-6)  # per collective call: inside a node, across nodes
 LAUNCH_S_PER_LAYER = 0.4e-3  # GPU kernel launches of one decoder layer's forward + backward (~80 x 5 us)
 STEP_OVERHEAD_S = 0.02  # per optimizer step: Trainer + engine bookkeeping, scheduler, logging
-ADAM_BYTES_PER_PARAM = 36  # fused Adam on the device: read p, g, m, v (fp32), write p, m, v, a 16-bit copy
+ADAM_BYTES_PER_PARAM = 36  # fused Adam: read p, g, m, v (fp32), write p, m, v, a 16-bit copy: 20 + 2 x its
+# 8 state bytes; another optimizer moves 20 + 2 x its own (core/optimizers.py), at the same rate
 CPU_ADAM_PARAMS_PER_CORE_S = 1.0e8  # host Adam per core (calibrate: `zerowizard calibrate`)
 DEQUANT_BYTES_PER_PARAM = 4.5  # QLoRA: read 0.5 B (NF4) + write 2 B + read 2 B per use
 ALLREDUCE_BUCKET = 500_000_000  # engine.py MEMORY_OPT_ALLREDUCE_SIZE: stage 0's all-reduce bucket (elements)
@@ -89,6 +90,7 @@ class Job:
     overlap_comm: bool = False
     prefetch_bucket_size: int = 50_000_000
     elements: float = 0.0  # activation elements per token the memory-bound ops pass over (flops.py)
+    optimizer_bytes: int = ADAM_BYTES_PER_PARAM  # memory traffic per parameter of one optimizer step
 
     @property
     def wbytes(self) -> int:
@@ -220,7 +222,7 @@ def _offload(job: Job, v: Variant, rates: Rates) -> float:
     if v.offload_optimizer != "none":
         copies = a if v.stage >= 2 else 1  # ZeRO-1 reduces (and so copies) at the boundary only
         s += copies * 4 * tp / rates.host_bps  # fp32 gradient partition to the host (accumulated there)
-        s += tp / rates.adam_params_per_s  # the optimizer on the host's cores
+        s += tp / rates.adam_params_per_s * job.optimizer_bytes / ADAM_BYTES_PER_PARAM  # on the host's cores
         s += wb * tp / rates.host_bps  # the updated 16-bit partition back
         if v.offload_optimizer == "nvme":  # optimizer states swapped in and out (ZeRO-Infinity)
             s += (16 + 12) * tp / rates.nvme_bps
@@ -265,7 +267,7 @@ def step_time(job: Job, v: Variant, rates: Rates, correction: float = 1.0, sourc
     other = rates.step_s
     if v.offload_optimizer == "none":
         part = job.trainable_params if v.stage == 0 else job.trainable_params / n
-        other += part / rates.device_adam_params_per_s
+        other += part / rates.device_adam_params_per_s * job.optimizer_bytes / ADAM_BYTES_PER_PARAM
     k = correction if correction > 0 else 1.0
     compute, comm, offload, other = compute * k, comm * k, offload * k, other * k
     total = compute + comm + offload + other
