@@ -100,6 +100,19 @@ class Analysis:
                 mem += f", under {MEMORY_MARGIN:.0%} to spare"
             if t is None:
                 return f"{rec.variant.label} fits ({mem})"
+            fast = self.fastest
+            tf = self.times.get(fast.variant) if fast is not None else None
+            if (
+                fast is not None
+                and tf is not None
+                and fast.variant != rec.variant
+                and (low is None or low.variant == rec.variant)
+            ):
+                return (
+                    f"{rec.variant.label} fits ({mem}) and is within {TIE:.0%} of the fastest, "
+                    f"{fast.variant.label} ({speed.fmt_seconds(t.step_s)} vs {speed.fmt_seconds(tf.step_s)} per step: "
+                    "a tie for the time model); among equals the guide's order decides (ZeRO-1, 2, 3, then ZeRO-0, then offload)"
+                )
             if low is None or low.variant == rec.variant:
                 return (
                     f"{rec.variant.label} fits ({mem}) and is the fastest that fits "
@@ -235,8 +248,8 @@ def analyze(plan: Plan, *, detection: Detection | None = None) -> Analysis:
         allow_nvme = bool(zs.nvme_path)
         a.lowest_fitting = memory.lowest_fitting(a.estimates, allow_nvme)
         _add_times(a, plan, spec, hw, precision, zs)
-        a.fastest = fastest_fitting(a.estimates, a.times, hw, allow_nvme)
-        a.recommended = a.fastest or a.lowest_fitting
+        a.fastest = fastest_fitting(a.estimates, a.times, allow_nvme)
+        a.recommended = recommend(a.estimates, a.times, hw, allow_nvme) or a.lowest_fitting
         if a.recommended is None:
             a.fix = memory.cheapest_fix(w, allow_nvme)
         _add_eta(a, plan)
@@ -320,14 +333,30 @@ def _fits_with_margin(e: memory.VariantEstimate, hw: Hardware) -> bool:
     return hw.memory_bytes <= 0 or e.per_gpu.total <= (1 - MEMORY_MARGIN) * hw.memory_bytes
 
 
-def fastest_fitting(
-    estimates: tuple[memory.VariantEstimate, ...], times: dict, hw: Hardware, allow_nvme: bool
-) -> memory.VariantEstimate | None:
-    """The variant that fits with the least step time; a margin of memory preferred, and step times
-    within TIE of the best broken by the guide's order (the lowest stage that fits first)."""
-    ok = [
+def _fitting(
+    estimates: tuple[memory.VariantEstimate, ...], times: dict, allow_nvme: bool
+) -> list[memory.VariantEstimate]:
+    return [
         e for e in estimates if e.fits and e.variant in times and (allow_nvme or e.variant.offload_optimizer != "nvme")
     ]
+
+
+def fastest_fitting(
+    estimates: tuple[memory.VariantEstimate, ...], times: dict, allow_nvme: bool
+) -> memory.VariantEstimate | None:
+    """The variant that fits with the least predicted step time (ties: the guide's order)."""
+    ok = _fitting(estimates, times, allow_nvme)
+    order = list(memory.ALL_VARIANTS)
+    return min(ok, key=lambda e: (times[e.variant].step_s, order.index(e.variant)), default=None)
+
+
+def recommend(
+    estimates: tuple[memory.VariantEstimate, ...], times: dict, hw: Hardware, allow_nvme: bool
+) -> memory.VariantEstimate | None:
+    """The recommendation: among the variants that fit, those within TIE of the fastest (the model is
+    uncalibrated on most GPUs), a margin of memory preferred, the guide's order (the lowest stage that
+    fits first) breaking what is left."""
+    ok = _fitting(estimates, times, allow_nvme)
     if not ok:
         return None
     best = min(times[e.variant].step_s for e in ok)
