@@ -111,7 +111,8 @@ class Analysis:
                 return (
                     f"{rec.variant.label} fits ({mem}) and is within {TIE:.0%} of the fastest, "
                     f"{fast.variant.label} ({speed.fmt_seconds(t.step_s)} vs {speed.fmt_seconds(tf.step_s)} per step: "
-                    "a tie for the time model); among equals the guide's order decides (ZeRO-1, 2, 3, then ZeRO-0, then offload)"
+                    "a tie for the time model); among equals the guide's order decides "
+                    "(ZeRO-1, 2, 3, then ZeRO-0, then offload)"
                 )
             if low is None or low.variant == rec.variant:
                 return (
