@@ -436,3 +436,42 @@ def test_a_tie_names_the_fastest_too():
     if a.fastest.variant != a.recommended.variant:
         reason = a.recommendation_reason
         assert a.fastest.variant.label in reason and "within 10%" in reason
+
+
+# -- the data's real lengths ---------------------------------------------------------------------
+
+
+def _data_file(tmp_path, chars: list[int]):
+    import json
+
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps([{"instruction": "x" * n, "output": ""} for n in chars]))
+    return str(path)
+
+
+def test_a_micro_batch_is_padded_to_its_longest_example_not_to_seq_len(tmp_path):
+    from zerowizard.core import eta
+
+    path = _data_file(tmp_path, [400] * 9 + [4000])  # ~108 tokens, one of ~1008
+    one = plan_from_dict({"data": {"path": path}, "batch": {"micro_batch": 1, "seq_len": 2048}})
+    padded, real = eta.batch_tokens(one)
+    assert padded == pytest.approx(real) == pytest.approx((9 * 108 + 1008) / 10)  # one example: no padding
+    four = plan_from_dict({"data": {"path": path}, "batch": {"micro_batch": 4, "seq_len": 2048}})
+    padded4, real4 = eta.batch_tokens(four)
+    assert real4 == pytest.approx(4 * real)
+    p_long = 1 - 0.9**4  # the chance that a batch of four holds the long example
+    assert padded4 == pytest.approx(4 * (p_long * 1008 + (1 - p_long) * 108))
+    capped = plan_from_dict({"data": {"path": path}, "batch": {"micro_batch": 1, "seq_len": 256}})
+    assert eta.batch_tokens(capped)[1] == pytest.approx((9 * 108 + 256) / 10)  # truncated at seq_len
+    packed = plan_from_dict({"data": {"path": path, "packing": True}})
+    assert eta.batch_tokens(packed) is None  # packing fills every sequence
+    assert eta.batch_tokens(plan_from_dict({})) is None  # no data named: planned at the full length
+
+
+def test_short_examples_step_faster_and_count_only_real_tokens(tmp_path):
+    full = _analysis()
+    short = _analysis(data={"path": _data_file(tmp_path, [400] * 10)})
+    t_full, t_short = full.times[Variant(2)], short.times[Variant(2)]
+    assert t_short.step_s < t_full.step_s / 4  # ~108 tokens against SEQ per micro batch
+    tokens = 8 * 108  # eight ranks, one example each, no padding
+    assert t_short.tokens_per_s_per_gpu * t_short.step_s * 8 == pytest.approx(tokens, rel=0.01)

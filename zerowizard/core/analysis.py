@@ -279,18 +279,21 @@ def job_for(
     modules = spec.num_layers * (len(spec.linear_layers()) + spec.norms_per_layer + 4) + 6
     if m.type in ("lora", "qlora"):
         modules += 6 * spec.num_layers * len(spec.target_linears(m.target_modules))
+    # without packing a micro batch is padded to its longest example, not to seq_len (core/eta.py)
+    padded, real = eta.batch_tokens(plan) or (b.micro_batch * b.seq_len, b.micro_batch * b.seq_len)
     return speed.Job(
         flops=flops_per_token(
             spec,
             m.type,
-            seq_len=b.seq_len,
+            seq_len=max(1, round(padded / b.micro_batch)),
             grad_checkpointing=b.grad_checkpointing,
             lora_r=m.lora_r,
             target_modules=m.target_modules,
             freeze_layers=m.freeze_layers,
             trainable_modules=m.trainable_modules,
         ),
-        tokens_per_micro=b.micro_batch * b.seq_len,
+        tokens_per_micro=max(1, round(padded)),
+        real_tokens_per_micro=real,
         grad_accum=b.grad_accum,
         num_layers=spec.num_layers,
         total_params=spec.total_params,

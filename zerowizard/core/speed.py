@@ -71,7 +71,7 @@ class Job:
     """The variant-independent facts of a plan the time model needs (built once per analysis)."""
 
     flops: Flops  # per token
-    tokens_per_micro: int  # micro batch x sequence length, one rank
+    tokens_per_micro: int  # one rank's micro batch as computed: micro batch x its (padded) length
     grad_accum: int
     num_layers: int
     total_params: int
@@ -91,6 +91,7 @@ class Job:
     prefetch_bucket_size: int = 50_000_000
     elements: float = 0.0  # activation elements per token the memory-bound ops pass over (flops.py)
     optimizer_bytes: int = ADAM_BYTES_PER_PARAM  # memory traffic per parameter of one optimizer step
+    real_tokens_per_micro: float | None = None  # the tokens that are not padding (None: no padding)
 
     @property
     def wbytes(self) -> int:
@@ -271,7 +272,9 @@ def step_time(job: Job, v: Variant, rates: Rates, correction: float = 1.0, sourc
     k = correction if correction > 0 else 1.0
     compute, comm, offload, other = compute * k, comm * k, offload * k, other * k
     total = compute + comm + offload + other
-    tokens = a * tok
+    # throughput and MFU count the tokens trained on, not the padding (the runner's tokens/s counts
+    # the attention mask)
+    tokens = a * (job.real_tokens_per_micro if job.real_tokens_per_micro is not None else tok)
     mfu = tokens * f.model / (total * rates.peak_flops) if rates.peak_flops else None
     return StepTime(
         step_s=total,

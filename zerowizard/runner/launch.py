@@ -221,10 +221,22 @@ class Run:
             "attempt": attempt,
             "memory_limit": {**prep.memory_limit, "token": memlimit.new_token()} if prep.memory_limit else None,
             "save": self.opts.save,
-            **record.predicted(analysis),
+            **record.predicted(self._timed_on_the_data(plan, analysis, prep)),
         }
         assert analysis.ds is not None  # an analysis without errors has its DeepSpeed JSON
         prepare.write_run_files(prep.workdir, plan, analysis.ds.config, spec)
+
+    @staticmethod
+    def _timed_on_the_data(plan: Plan, analysis: Analysis, prep: Prepared) -> Analysis:
+        """The analysis whose time model sees the data this run reads (the shipped sample when the
+        plan names none): its examples' lengths, not the full sequence length, so the predicted
+        tokens/s compare with the measured ones."""
+        if prep.data["hub"] or plan.data.path:
+            return analysis
+        from zerowizard.core.analysis import analyze
+        from zerowizard.core.plan import update
+
+        return analyze(update(plan, "data", path=prep.data["path"]))
 
     def _launch(self, analysis: Analysis, prep: Prepared, attempt: int) -> tuple[Outcome, list[int]]:
         from zerowizard.runner.supervise import Supervisor

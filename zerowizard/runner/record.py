@@ -23,13 +23,16 @@ def predicted(analysis: Any) -> dict:
     if t is None:
         return {}
     b = analysis.plan.batch
+    per_step = t.tokens_per_s_per_gpu * t.step_s * analysis.hardware.world_size  # tokens, not padding
     return {
         "predicted_step_s": round(t.step_s, 6),
         "predicted_tokens_per_s": round(t.tokens_per_s_per_gpu * analysis.hardware.world_size, 3),
         "predicted_tokens_per_s_per_gpu": round(t.tokens_per_s_per_gpu, 3),
         "predicted_source": t.source,
         "formula_step_s": round(t.step_s / (t.correction or 1.0), 6),
-        "predicted_tokens_per_step": b.micro_batch * b.seq_len * b.grad_accum * analysis.hardware.world_size,
+        "predicted_tokens_per_step": round(per_step)
+        if per_step > 0
+        else b.micro_batch * b.seq_len * b.grad_accum * analysis.hardware.world_size,
     }
 
 

@@ -67,6 +67,10 @@ class RunScreen(Screen):
         self.last_step: dict = {}
         sel = analysis.selected if analysis is not None else None
         self.predicted = sel.per_gpu.total if sel else None
+        t = (getattr(analysis, "times", None) or {}).get(sel.variant) if sel else None
+        world = analysis.hardware.world_size if analysis is not None else 1
+        # tokens/s of the whole run, predicted by the time model (the start event brings the runner's)
+        self.predicted_tps: float | None = t.tokens_per_s_per_gpu * world if t is not None else None
 
     # the record's fields, read by the tests and the app
     @property
@@ -198,6 +202,7 @@ class RunScreen(Screen):
         if kind == "start":
             if ev.get("total_steps"):
                 bar.update(total=ev["total_steps"], progress=ev.get("start_step") or 0)
+            self.predicted_tps = ev.get("predicted_tokens_per_s")  # the time model, all ranks
             if ev.get("predicted_per_gpu_bytes"):
                 self.predicted = ev["predicted_per_gpu_bytes"]
                 self.query_one("#devmem", DeviceMemory).predicted = self.predicted
@@ -235,6 +240,8 @@ class RunScreen(Screen):
             stats.append(f" step {s.get('step')}/{s.get('total_steps')}", "bold")
             stats.append(f" · ETA {fmt_s(s.get('eta_s'))}")
             stats.append(f" · {s.get('tokens_per_s') or 0:,.0f} tok/s")
+            if self.predicted_tps:
+                stats.append(f" (predicted {self.predicted_tps:,.0f})", "dim")
             if s.get("loss") is not None:
                 stats.append(f" · loss {s['loss']:.4f}")
         elif self.record.state in ("starting", "running"):

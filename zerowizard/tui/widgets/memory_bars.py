@@ -236,13 +236,13 @@ class MemoryBars(Widget, can_focus=False):
             host = f" · host {gib(hw.host_ram_bytes)}" if hw.host_ram_bytes else ""
         put("Memory", "bold")
         put(f" {what} {gib(hw.memory_bytes)}{host}\n", "dim")
+        tail = {"predicted": ("   step ×slower", "  step"), "": ("", "")}.get(times, ("   ◆ measured step", "  ◆ step"))
+        full = sum(len(name) + 3 for _, name, _ in PARTS) + len(tail[0])
+        short = narrow or full > width  # the legend and the step header on one line, or short names
         for i, (_, name, colour) in enumerate(PARTS):
             put("■ " if not i else " ■ ", colour)
-            put(SHORT_NAMES[i] if narrow else name, "dim")
-        if times == "predicted":
-            put("   step ×slower" if not narrow else "  step", "dim")
-        elif times:
-            put("   ◆ measured step" if not narrow else "  ◆ step", "dim")
+            put(SHORT_NAMES[i] if short else name, "dim")
+        put(tail[1] if narrow else tail[0], "dim")
         put("\n")
 
     def _row(self, put, a, e, cols: Columns, top: int, t, best: float | None) -> None:
