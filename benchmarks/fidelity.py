@@ -35,13 +35,12 @@ import fnmatch
 import json
 import os
 import sys
-import tempfile
 import time
-import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu_ranks
 import llama_shapes as _llama_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,16 +158,11 @@ def dims(size: str) -> tuple[int, ...]:
 
 
 def mixtral_config_dict(size: str) -> dict:
-    h, f, n, a, kv, v, e, k = EXTRA_SIZES[size]
+    *shape, e, k = EXTRA_SIZES[size]
     return {
         "model_type": "mixtral",
         "architectures": ["MixtralForCausalLM"],
-        "hidden_size": h,
-        "intermediate_size": f,
-        "num_hidden_layers": n,
-        "num_attention_heads": a,
-        "num_key_value_heads": kv,
-        "vocab_size": v,
+        **_llama_shapes.shape_fields(tuple(shape)),
         "num_local_experts": e,
         "num_experts_per_tok": k,
         "max_position_embeddings": 256,
@@ -581,45 +575,14 @@ def run_one(cfg: Config, model_dir: str, rank: int, detail: bool) -> dict:
     return out
 
 
-def worker(rank: int, world: int, port: int, configs: list[dict], dirs: dict, out_dir: str, detail: bool):
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(world),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(world),
-    )
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    import torch
-
-    torch.set_num_threads(1)
-    import deepspeed
-    import torch._dynamo
-    import transformers
+def worker(rank: int, world: int, port: int, out_dir: str, configs: list[dict], dirs: dict, detail: bool):
+    cpu_ranks.init_rank(rank, world, port)
     from transformers import LlamaForCausalLM, MixtralForCausalLM  # noqa: F401 - before zero.Init
 
-    logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
-    transformers.utils.logging.set_verbosity_error()
-    deepspeed.init_distributed(dist_backend="gloo", verbose=False)
-    results = []
-    for c in configs:
-        cfg = Config(**c)
-        t0 = time.time()
-        try:
-            r = run_one(cfg, dirs[cfg.size], rank, detail)
-            r["error"] = None
-        except Exception as exc:  # noqa: BLE001 - reported per config, the sweep goes on
-            r = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
-        r["seconds"] = round(time.time() - t0, 2)
+    results = cpu_ranks.each(configs, lambda c: run_one(Config(**c), dirs[c["size"]], rank, detail))
+    for r, c in zip(results, configs, strict=True):
         r["config"] = c
-        results.append(r)
-        torch.distributed.barrier()
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
-    torch.distributed.destroy_process_group()
+    cpu_ranks.finish_rank(rank, out_dir, results)
 
 
 def make_model_dirs(root: Path, sizes) -> dict:
@@ -644,16 +607,7 @@ def make_model_dirs(root: Path, sizes) -> dict:
 
 
 def run_world(world: int, configs: list[Config], dirs: dict, detail: bool) -> list[dict]:
-    import socket
-
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(worker, args=(world, port, [asdict(c) for c in configs], dirs, tmp, detail), nprocs=world, join=True)
-        per_rank = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(world)]
+    per_rank = cpu_ranks.run_ranks(worker, world, [asdict(c) for c in configs], dirs, detail)
     rows = []
     for i, cfg in enumerate(configs):
         ranks = [per_rank[r][i] for r in range(world)]
@@ -862,7 +816,7 @@ def main(argv=None) -> int:
             cfgs = [c for c in cfgs if fnmatch.fnmatch(c.name, args.only)]
         if cfgs:
             plan[w] = cfgs
-    cache = Path(os.environ.get("ZEROWIZARD_CACHE") or Path.home() / ".cache" / "zerowizard") / "fidelity"
+    cache = cpu_ranks.model_cache()
     dirs = make_model_dirs(cache, [c.size for cs in plan.values() for c in cs])
     t0 = time.time()
     rows = []
@@ -913,7 +867,7 @@ def main(argv=None) -> int:
 def rescore(args) -> int:
     """Predictions of the current memory model against the measurements stored in a report."""
     old = json.loads(Path(args.rescore).read_text())
-    cache = Path(os.environ.get("ZEROWIZARD_CACHE") or Path.home() / ".cache" / "zerowizard") / "fidelity"
+    cache = cpu_ranks.model_cache()
     done = [r for r in old["rows"] if not r.get("error")]
     if args.only:
         done = [r for r in done if fnmatch.fnmatch(r["name"], args.only)]

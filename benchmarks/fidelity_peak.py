@@ -29,17 +29,17 @@ import fnmatch
 import gc
 import json
 import os
-import socket
 import sys
-import tempfile
 import time
-import traceback
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpu_ranks  # noqa: E402
+import llama_shapes  # noqa: E402
+
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
 RESULTS = ROOT / "benchmarks" / "results" / "fidelity_peak.json"
@@ -81,29 +81,11 @@ def grid() -> list[Point]:
 
 
 def config_dict(family: str) -> dict:
-    h, f, n, a, kv, v = DIMS[family]
-    base = {
-        "hidden_size": h,
-        "intermediate_size": f,
-        "num_hidden_layers": n,
-        "num_attention_heads": a,
-        "num_key_value_heads": kv,
-        "vocab_size": v,
-        "max_position_embeddings": 1024,
-        "rms_norm_eps": 1e-6,
-        "hidden_act": "silu",
-        "rope_theta": 10000.0,
-    }
-    if family == "qwen2":
-        return {**base, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "tie_word_embeddings": True}
-    return {
-        **base,
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
-        "tie_word_embeddings": False,
-        "attention_bias": False,
-        "mlp_bias": False,
-    }
+    llama = {**llama_shapes.llama_config_dict(DIMS[family], 1024), "rms_norm_eps": 1e-6}
+    if family == "qwen2":  # q/k/v biases are Qwen2's own; tied embeddings
+        rest = {k: v for k, v in llama.items() if k not in ("attention_bias", "mlp_bias")}
+        return {**rest, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "tie_word_embeddings": True}
+    return llama
 
 
 def model_dirs(root: Path) -> dict[str, str]:
@@ -258,56 +240,21 @@ def run_point(p: Point, model_dir: str, rank: int) -> dict:
     return out  # the engine, model and optimizer go with this frame (the worker collects)
 
 
-def worker(rank: int, port: int, points: list[dict], dirs: dict, out_dir: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        LOCAL_RANK=str(rank),
-        LOCAL_WORLD_SIZE=str(WORLD),
-    )
-    import logging
-    import warnings
+def worker(rank: int, world: int, port: int, out_dir: str, points: list[dict], dirs: dict) -> None:
+    cpu_ranks.init_rank(rank, world, port)
+    from transformers import LlamaForCausalLM, Qwen2ForCausalLM  # noqa: F401 - before DeepSpeed
 
-    warnings.filterwarnings("ignore")
-    import torch
-
-    torch.set_num_threads(1)
-    import deepspeed
-    import torch._dynamo  # before DeepSpeed touches the model classes
-    import transformers
-    from transformers import LlamaForCausalLM, Qwen2ForCausalLM  # noqa: F401
-
-    logging.getLogger("DeepSpeed").setLevel(logging.ERROR)
-    transformers.utils.logging.set_verbosity_error()
-    deepspeed.init_distributed(dist_backend="gloo", verbose=False)
-    results = []
-    for d in points:
+    def run(d: dict) -> dict:
         p = Point(**d)
-        t0 = time.time()
-        try:
-            r = run_point(p, dirs[p.family], rank)
-            r["error"] = None
-            gc.collect()
-        except Exception as exc:  # noqa: BLE001 - reported per point, the grid goes on
-            r = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-3000:]}
-        r["seconds"] = round(time.time() - t0, 2)
-        results.append(r)
-        torch.distributed.barrier()
-    Path(out_dir, f"rank{rank}.json").write_text(json.dumps(results))
-    torch.distributed.destroy_process_group()
+        r = run_point(p, dirs[p.family], rank)
+        gc.collect()
+        return r
+
+    cpu_ranks.finish_rank(rank, out_dir, cpu_ranks.each(points, run))
 
 
 def measure(points: list[Point], dirs: dict) -> list[list[dict]]:
-    import torch.multiprocessing as mp
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(worker, args=(port, [asdict(p) for p in points], dirs, tmp), nprocs=WORLD, join=True)
-        per_rank = [json.loads(Path(tmp, f"rank{r}.json").read_text()) for r in range(WORLD)]
+    per_rank = cpu_ranks.run_ranks(worker, WORLD, [asdict(p) for p in points], dirs)
     return [[per_rank[r][i] for r in range(WORLD)] for i in range(len(points))]
 
 
@@ -357,8 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
     points = [p for p in grid() if not args.only or fnmatch.fnmatch(p.name, args.only)]
-    cache = Path(os.environ.get("ZEROWIZARD_CACHE") or Path.home() / ".cache" / "zerowizard") / "fidelity"
-    dirs = model_dirs(cache)
+    dirs = model_dirs(cpu_ranks.model_cache())
     t0 = time.time()
     rows = [summarize(p, ranks, dirs) for p, ranks in zip(points, measure(points, dirs), strict=True)]
     print_rows(rows)

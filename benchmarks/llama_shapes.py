@@ -1,20 +1,30 @@
-"""The random-weight Llama config both memory harnesses build (fidelity.py on the CPU, gpu_peak.py)."""
+"""The random-weight model configs the benchmarks build (fidelity.py, fidelity_peak.py, gpu_peak.py,
+speed.py): a decoder's shape as the six numbers (hidden, mlp width, layers, heads, kv heads, vocab)."""
 
 from __future__ import annotations
 
+Dims = tuple[int, int, int, int, int, int]
 
-def llama_config_dict(dims: tuple[int, int, int, int, int, int], max_positions: int) -> dict:
-    """A transformers config.json for (hidden, mlp width, layers, heads, kv heads, vocab)."""
+
+def shape_fields(dims: Dims) -> dict:
+    """The config.json fields of a decoder's shape (Llama, Qwen2 and Mixtral name them alike)."""
     h, f, n, a, kv, v = dims
     return {
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
         "hidden_size": h,
         "intermediate_size": f,
         "num_hidden_layers": n,
         "num_attention_heads": a,
         "num_key_value_heads": kv,
         "vocab_size": v,
+    }
+
+
+def llama_config_dict(dims: Dims, max_positions: int) -> dict:
+    """A transformers config.json of a Llama (untied, no biases)."""
+    return {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        **shape_fields(dims),
         "max_position_embeddings": max_positions,
         "rms_norm_eps": 1e-5,
         "tie_word_embeddings": False,

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .core.analysis import Analysis, analyze, estimate_json
 from .core.memory import Variant
@@ -14,6 +14,9 @@ from .core.plan import Plan
 from .core.problems import Problem, sort_problems
 from .core.speed import StepTime
 from .core.text import fmt_cc, gib_figure
+
+if TYPE_CHECKING:
+    from .core.hardware import Detection
 
 STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -196,57 +199,12 @@ def _speed_line(a: Analysis) -> str:
     return line
 
 
-def cmd_gpus(args) -> int:
+def cmd_gpus(args: argparse.Namespace) -> int:
     from .core.hardware import CATALOG, detect_gpus, host_ram_bytes
 
     det = None if args.catalog else detect_gpus()
     if args.json:
-        if args.catalog:
-            print(
-                json.dumps(
-                    [
-                        {
-                            "name": g.name,
-                            "memory_bytes": g.memory_bytes,
-                            "compute_capability": fmt_cc(g.compute_capability),
-                            "bf16_tflops": g.bf16_tflops,
-                            "fp16_tflops": g.fp16_tflops,
-                            "fp32_tflops": g.fp32_tflops,
-                            "memory_gbs": g.memory_gbs,
-                            "interconnect": g.interconnect,
-                            "link_gbs": g.link_gbs,
-                            "pcie_gen": g.pcie_gen,
-                            "aliases": list(g.aliases),
-                            "nvml": list(g.nvml),
-                            "source": g.source,
-                        }
-                        for g in CATALOG.values()
-                    ],
-                    indent=2,
-                )
-            )
-        else:
-            print(
-                json.dumps(
-                    {
-                        "driver": det.driver,
-                        "note": det.note,
-                        "host_ram_bytes": host_ram_bytes(),
-                        "gpus": [
-                            {
-                                "index": g.index,
-                                "name": g.name,
-                                "memory_bytes": g.memory_bytes,
-                                "free_bytes": g.free_bytes,
-                                "compute_capability": fmt_cc(g.compute_capability),
-                                "catalog": _catalog_name(g),
-                            }
-                            for g in det.gpus
-                        ],
-                    },
-                    indent=2,
-                )
-            )
+        print(json.dumps(_catalog_json() if det is None else _detection_json(det), indent=2))
         return 0
     from rich.table import Table
 
@@ -290,6 +248,52 @@ def cmd_gpus(args) -> int:
     con.print(t)
     con.print("TFLOPS: dense bf16 (fp16 where there is no bf16) tensor peak; link GB/s: per GPU per direction")
     return 0
+
+
+def _catalog_json() -> list[dict[str, Any]]:
+    """`gpus --catalog --json`: every catalog entry."""
+    from .core.hardware import CATALOG
+
+    return [
+        {
+            "name": g.name,
+            "memory_bytes": g.memory_bytes,
+            "compute_capability": fmt_cc(g.compute_capability),
+            "bf16_tflops": g.bf16_tflops,
+            "fp16_tflops": g.fp16_tflops,
+            "fp32_tflops": g.fp32_tflops,
+            "memory_gbs": g.memory_gbs,
+            "interconnect": g.interconnect,
+            "link_gbs": g.link_gbs,
+            "pcie_gen": g.pcie_gen,
+            "aliases": list(g.aliases),
+            "nvml": list(g.nvml),
+            "source": g.source,
+        }
+        for g in CATALOG.values()
+    ]
+
+
+def _detection_json(det: Detection) -> dict[str, Any]:
+    """`gpus --json`: what NVML sees."""
+    from .core.hardware import host_ram_bytes
+
+    return {
+        "driver": det.driver,
+        "note": det.note,
+        "host_ram_bytes": host_ram_bytes(),
+        "gpus": [
+            {
+                "index": g.index,
+                "name": g.name,
+                "memory_bytes": g.memory_bytes,
+                "free_bytes": g.free_bytes,
+                "compute_capability": fmt_cc(g.compute_capability),
+                "catalog": _catalog_name(g),
+            }
+            for g in det.gpus
+        ],
+    }
 
 
 def _catalog_name(g: Any) -> str | None:

@@ -397,7 +397,7 @@ def estimate_json(a: Analysis) -> dict:
         "gpu": {
             "name": hw.name,
             "memory_bytes": hw.memory_bytes,
-            "compute_capability": fmt_cc(hw.compute_capability, None),
+            "compute_capability": fmt_cc(hw.compute_capability) if hw.compute_capability else None,
         },
         "params": {"total": a.params_total, "trainable": a.params_trainable},
         "variants": [

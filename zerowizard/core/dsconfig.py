@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .paths import PRESETS
-from .plan import PRESET_NAMES
+from .plan import PRESET_NAMES, Plan
 from .text import did_you_mean, excerpt
 from .validation import InputError, load_json, path_kind, read_text
 
@@ -47,7 +47,7 @@ class Override:
 
 
 class _Absent:
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "(absent)"
 
 
@@ -140,9 +140,10 @@ def _int_or(value: Any, default: int) -> int:
     return default
 
 
-def zero_settings(plan, base: dict, hidden_size: int | None = None) -> ZeroSettings:
+def zero_settings(plan: Plan, base: dict[str, Any], hidden_size: int | None = None) -> ZeroSettings:
     """Merge the base's zero_optimization with the plan's explicit ZeRO fields."""
-    zo = base.get("zero_optimization") if isinstance(base.get("zero_optimization"), dict) else {}
+    raw = base.get("zero_optimization")
+    zo: dict[str, Any] = raw if isinstance(raw, dict) else {}
     stage = plan.zero.stage if plan.zero.stage is not None else _int_or(zo.get("stage"), 0)
     opt = plan.zero.offload_optimizer or _device(zo.get("offload_optimizer"))
     par = plan.zero.offload_param or _device(zo.get("offload_param"))
@@ -153,8 +154,9 @@ def zero_settings(plan, base: dict, hidden_size: int | None = None) -> ZeroSetti
         if nvme is None and isinstance(section, dict) and section.get("nvme_path"):
             nvme = str(section["nvme_path"])
     ratio = 1.0
-    if isinstance(zo.get("offload_optimizer"), dict):
-        r = zo["offload_optimizer"].get("ratio", 1.0)
+    opt_section = zo.get("offload_optimizer")
+    if isinstance(opt_section, dict):
+        r = opt_section.get("ratio", 1.0)
         ratio = float(r) if isinstance(r, (int, float)) and not isinstance(r, bool) else 1.0
     h2 = (hidden_size or 4096) ** 2
     overlap = zo.get("overlap_comm")
@@ -200,66 +202,86 @@ def _set(cfg: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+class _Edits:
+    """The config being built and every change made to it, in order."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.changes: list[Override] = []
+
+    def put(self, key: str, new: Any, why: str) -> None:
+        old = _get(self.cfg, key)
+        if old == new and type(old) is type(new):
+            return
+        _set(self.cfg, key, new)
+        self.changes.append(Override(key, old, new, "auto" if old == "auto" else "override", why))
+
+
 def build(
-    plan, *, precision: str, world_size: int, hidden_size: int | None = None, base: dict | None = None
+    plan: Plan,
+    *,
+    precision: str,
+    world_size: int,
+    hidden_size: int | None = None,
+    base: dict[str, Any] | None = None,
 ) -> DsBuild:
     """The final DeepSpeed JSON for ``plan`` and every change made to the base, in order."""
     cfg = load_base(plan.deepspeed) if base is None else copy.deepcopy(base)
-    changes: list[Override] = []
+    ed = _Edits(cfg)
+    _batch_fields(ed, plan, world_size)
+    _precision_fields(ed, plan, precision)
+    zs = zero_settings(plan, cfg, hidden_size)
+    _zero_fields(ed, plan, zs)
+    _resolve_optimizer_autos(ed, plan)
+    _optimizer_section(ed, plan)
+    return DsBuild(base=plan.deepspeed, config=cfg, overrides=tuple(ed.changes), zero=zs)
 
-    def put(key: str, new: Any, why: str, documented: bool = True) -> None:
-        old = _get(cfg, key)
-        if old == new and type(old) is type(new):
-            return
-        kind = "auto" if old == "auto" else "override"
-        if old is _ABSENT and not documented:
-            kind = "override"
-        _set(cfg, key, new)
-        changes.append(Override(key, old, new, kind, why))
 
-    put("train_micro_batch_size_per_gpu", plan.batch.micro_batch, "batch.micro_batch")
-    put("gradient_accumulation_steps", plan.batch.grad_accum, "batch.grad_accum")
-    put("gradient_clipping", float(plan.max_grad_norm), "max_grad_norm")
-    if "train_batch_size" in cfg:
-        old = cfg.pop("train_batch_size")
-        changes.append(
-            Override(
-                "train_batch_size",
-                old,
-                _ABSENT,
-                "removed",
-                f"DeepSpeed derives it: {plan.batch.micro_batch} x {plan.batch.grad_accum} x {world_size} GPUs",
-            )
-        )
+def _batch_fields(ed: _Edits, plan: Plan, world_size: int) -> None:
+    """The trainer's batch and clipping win over the base; a written train_batch_size is removed."""
+    ed.put("train_micro_batch_size_per_gpu", plan.batch.micro_batch, "batch.micro_batch")
+    ed.put("gradient_accumulation_steps", plan.batch.grad_accum, "batch.grad_accum")
+    ed.put("gradient_clipping", float(plan.max_grad_norm), "max_grad_norm")
+    if "train_batch_size" in ed.cfg:
+        old = ed.cfg.pop("train_batch_size")
+        why = f"DeepSpeed derives it: {plan.batch.micro_batch} x {plan.batch.grad_accum} x {world_size} GPUs"
+        ed.changes.append(Override("train_batch_size", old, _ABSENT, "removed", why))
+
+
+def _precision_fields(ed: _Edits, plan: Plan, precision: str) -> None:
+    """fp16.enabled / bf16.enabled (or the legacy bfloat16 section) from the resolved precision."""
+    cfg = ed.cfg
     why = f"precision {plan.precision}" + (f" -> {precision}" if plan.precision == "auto" else "")
     if "fp16" in cfg or precision == "fp16":
-        put("fp16.enabled", precision == "fp16", why)
+        ed.put("fp16.enabled", precision == "fp16", why)
     if "bf16" in cfg or "bfloat16" in cfg or precision == "bf16":
-        put("bfloat16.enabled" if "bfloat16" in cfg and "bf16" not in cfg else "bf16.enabled", precision == "bf16", why)
+        key = "bfloat16.enabled" if "bfloat16" in cfg and "bf16" not in cfg else "bf16.enabled"
+        ed.put(key, precision == "bf16", why)
 
-    zs = zero_settings(plan, cfg, hidden_size)
+
+def _zero_fields(ed: _Edits, plan: Plan, zs: ZeroSettings) -> None:
+    """The plan's explicit ZeRO fields (stage, offloads, nvme path) and the bucket sizes left "auto"."""
     z = plan.zero
     if z.stage is not None:
-        put("zero_optimization.stage", z.stage, "zero.stage")
+        ed.put("zero_optimization.stage", z.stage, "zero.stage")
     for name, dev in (("offload_optimizer", z.offload_optimizer), ("offload_param", z.offload_param)):
         if dev is None:
             continue
-        current = _get(cfg, f"zero_optimization.{name}")
+        current = _get(ed.cfg, f"zero_optimization.{name}")
         if dev == "none":
             if current is not _ABSENT:
-                zo = cfg["zero_optimization"]
-                zo.pop(name)
-                changes.append(
+                ed.cfg["zero_optimization"].pop(name)
+                ed.changes.append(
                     Override(f"zero_optimization.{name}", current, _ABSENT, "override", f"zero.{name}: none")
                 )
         else:
-            put(f"zero_optimization.{name}.device", dev, f"zero.{name}")
-            if _get(cfg, f"zero_optimization.{name}.pin_memory") is _ABSENT:
-                put(f"zero_optimization.{name}.pin_memory", True, f"zero.{name}")
+            ed.put(f"zero_optimization.{name}.device", dev, f"zero.{name}")
+            if _get(ed.cfg, f"zero_optimization.{name}.pin_memory") is _ABSENT:
+                ed.put(f"zero_optimization.{name}.pin_memory", True, f"zero.{name}")
     for name in ("offload_optimizer", "offload_param"):
-        if _get(cfg, f"zero_optimization.{name}.device") == "nvme" and zs.nvme_path:
-            put(f"zero_optimization.{name}.nvme_path", zs.nvme_path, "zero.nvme_path")
-    zo = cfg.get("zero_optimization")
+        if _get(ed.cfg, f"zero_optimization.{name}.device") == "nvme" and zs.nvme_path:
+            ed.put(f"zero_optimization.{name}.nvme_path", zs.nvme_path, "zero.nvme_path")
+    zo = ed.cfg.get("zero_optimization")
     if isinstance(zo, dict):
         for key, value in (
             ("reduce_bucket_size", zs.reduce_bucket_size),
@@ -267,13 +289,10 @@ def build(
             ("stage3_param_persistence_threshold", zs.param_persistence_threshold),
         ):
             if zo.get(key) == "auto":
-                put(f"zero_optimization.{key}", value, "resolved from the hidden size")
-    _resolve_optimizer_autos(cfg, plan, put)
-    _optimizer_section(cfg, plan, put)
-    return DsBuild(base=plan.deepspeed, config=cfg, overrides=tuple(changes), zero=zs)
+                ed.put(f"zero_optimization.{key}", value, "resolved from the hidden size")
 
 
-def _resolve_optimizer_autos(cfg: dict, plan, put) -> None:
+def _resolve_optimizer_autos(ed: _Edits, plan: Plan) -> None:
     """'auto' in optimizer/scheduler params, resolved as HF Trainer would from the plan."""
     values = {
         "optimizer.params.lr": plan.train.learning_rate,
@@ -284,24 +303,25 @@ def _resolve_optimizer_autos(cfg: dict, plan, put) -> None:
         "scheduler.params.warmup_min_lr": 0.0,
     }
     for key, value in values.items():
-        if _get(cfg, key) == "auto":
-            put(key, value, "resolved from the plan")
+        if _get(ed.cfg, key) == "auto":
+            ed.put(key, value, "resolved from the plan")
 
 
-def _optimizer_section(cfg: dict, plan, put) -> None:
+def _optimizer_section(ed: _Edits, plan: Plan) -> None:
     """The plan's optimizer as DeepSpeed's ``optimizer`` section (core.optimizers); without one in
     the plan the base's section (or the trainer's AdamW when there is none) stays."""
     from .optimizers import lookup
 
-    name = getattr(plan, "optimizer", None)
-    opt = lookup(name)[0] if name is not None else None
+    opt = lookup(plan.optimizer)[0] if plan.optimizer is not None else None
     if opt is None:
         return  # not set, or refused (the rules say why)
-    old = cfg.get("optimizer") if isinstance(cfg.get("optimizer"), dict) else {}
+    raw = ed.cfg.get("optimizer")
+    old: dict[str, Any] = raw if isinstance(raw, dict) else {}
     params = {"lr": plan.train.learning_rate, **dict(opt.params), "weight_decay": 0.0}
-    if old.get("type") == opt.ds_type and isinstance(old.get("params"), dict):
-        params = {**old["params"], **{k: v for k, v in params.items() if old["params"].get(k) in (None, "auto")}}
-    put("optimizer", {"type": opt.ds_type, "params": params}, f"optimizer: {opt.name}")
+    old_params = old.get("params")
+    if old.get("type") == opt.ds_type and isinstance(old_params, dict):
+        params = {**old_params, **{k: v for k, v in params.items() if old_params.get(k) in (None, "auto")}}
+    ed.put("optimizer", {"type": opt.ds_type, "params": params}, f"optimizer: {opt.name}")
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:

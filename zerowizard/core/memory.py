@@ -29,6 +29,7 @@ Pure Python, integer bytes, fast: the TUI calls :func:`estimate` on every keystr
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from .text import GIB
@@ -346,12 +347,12 @@ def _oversized_trainable(w: Workload) -> tuple[int, int]:
     (in the decoder layers, in the lm_head)."""
     b = w.reduce_bucket_size
     if w.layer_tensors:
-        head = _head(w)
-        return sum(n * c for n, c in w.layer_tensors if n > b), head if head > b else 0
+        lm_head = _head(w)
+        return sum(n * c for n, c in w.layer_tensors if n > b), lm_head if lm_head > b else 0
     h, f, q, kv = w.hidden_size, w.intermediate_size, w.q_dim, w.kv_dim
     if w.method == "full":
         layer = [h * q, h * kv, h * kv, q * h, h * f, h * f, f * h]
-        head = [w.vocab_size * h]
+        head: list[int] = [w.vocab_size * h]
     else:
         r = _largest_trainable(w) // max(h, f, q)
         layer = [r * d for d in (h, q, h, kv, h, kv, q, h, h, f, h, f, f, h)]
@@ -711,7 +712,7 @@ def estimate_all(w: Workload, prequantized: bool | None = None) -> tuple[Variant
 PREFERENCE = (Variant(1), Variant(2), Variant(3), Variant(0))
 
 
-def lowest_fitting(estimates, allow_nvme: bool) -> VariantEstimate | None:
+def lowest_fitting(estimates: Iterable[VariantEstimate], allow_nvme: bool) -> VariantEstimate | None:
     """The recommended variant: the lowest ZeRO stage that fits, then offload (the guide's advice)."""
     rank = {v: i for i, v in enumerate(PREFERENCE)}
     ordered = sorted(estimates, key=lambda e: (rank.get(e.variant, len(rank)), ALL_VARIANTS.index(e.variant)))

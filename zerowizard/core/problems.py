@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 SEVERITIES = ("error", "warning", "info")
@@ -21,9 +22,9 @@ class Problem:
         return f"{self.severity}: {self.field}: {self.message}" + (f" — {self.fix}" if self.fix else "")
 
 
-def errors(problems) -> list[Problem]:
+def errors(problems: Iterable[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity == "error"]
 
 
-def sort_problems(problems) -> list[Problem]:
+def sort_problems(problems: Iterable[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: SEVERITIES.index(p.severity))

@@ -8,8 +8,12 @@ A recipe is a base: the flags given with ``--recipe NAME`` are applied on top of
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .paths import PRESETS
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 DEFAULT_RECIPE = "tiny_llama_full_alpaca_e3"
 
@@ -50,7 +54,7 @@ def recipe_path(name: str) -> Path:
     return path
 
 
-def load_recipe(name: str):
+def load_recipe(name: str) -> Plan:
     """The recipe's Plan (PlanError naming the recipe on any problem)."""
     from zerowizard.core.plan import load_plan
 

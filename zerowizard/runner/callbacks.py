@@ -7,10 +7,16 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerCallback
 
 from zerowizard.runner.events import EventWriter
+
+if TYPE_CHECKING:
+    from zerowizard.core.plan import Plan
+    from zerowizard.runner.phases import Phases
+    from zerowizard.runner.runspec import RunnerSpec
 
 
 def device_memory_bytes(accelerator: str) -> int:
@@ -24,7 +30,14 @@ class EventsCallback(TrainerCallback):
     """Turns the Trainer's logs and saves into ``start``/``step``/``checkpoint``/``eval``/``end``."""
 
     def __init__(
-        self, writer: EventWriter | None, spec: dict, plan, collator, world: int, started: float, workdir: Path
+        self,
+        writer: EventWriter | None,
+        spec: RunnerSpec,
+        plan: Plan,
+        collator: Any,
+        world: int,
+        started: float,
+        workdir: Path,
     ):
         self.writer, self.spec, self.plan = writer, spec, plan
         self.collator, self.world, self.started = collator, world, started
@@ -32,12 +45,13 @@ class EventsCallback(TrainerCallback):
         self.rank = int(os.environ.get("RANK", "0"))
         self.mem_dir = workdir / ".mem"
         self.mem_dir.mkdir(exist_ok=True)
-        self.first_step_at = None
+        self.first_step_at: tuple[float, int] | None = None  # (wall time, global step)
         self.first_step = 0
         self.last = (0, time.time())
-        self.last_loss = None
+        self.last_loss: float | None = None
         self.steps_logged = 0
-        self.phases = None  # zerowizard.runner.phases.Phases, set by train.py
+        self.phases: Phases | None = None  # set by train.py: ends the start-up phases
+        self.trainer: Any = None  # the Trainer (set by train.py): its local token count
         self.step_mark = time.time()
         self.step_times: list[float] = []  # wall seconds of each optimizer step this session
         self.unreported = 0  # step times not yet in a step event
@@ -76,8 +90,7 @@ class EventsCallback(TrainerCallback):
     def _tokens(self) -> int:
         """Non-padding tokens this session, all ranks: rank 0's count times the world size
         (an estimate that needs no collective; ranks see equally sized shares of the data)."""
-        trainer = getattr(self, "trainer", None)
-        return trainer.local_tokens() * self.world if trainer is not None else 0
+        return self.trainer.local_tokens() * self.world if self.trainer is not None else 0
 
     def _memory(self) -> tuple[list[int | None], list[dict | None]]:
         """Every rank's figure: each writes its own measurement to ``.mem/rankN``, rank 0 reads all."""

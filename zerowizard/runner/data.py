@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 IGNORE = -100
 FORMATS = ("alpaca", "chat", "oasst1")
@@ -20,7 +22,7 @@ class DataError(ValueError):
     """A problem in the training data, naming where it is."""
 
 
-class Record(dict):
+class Record(dict[str, Any]):
     """A raw record remembering where it came from (``where`` = 'file line N')."""
 
     where: str = ""
@@ -132,49 +134,69 @@ def to_messages(rec: Record, fmt: str = "auto") -> list[dict]:
     """The record as chat messages; a DataError names the record on any missing piece."""
     fmt = detect_format(rec) if fmt == "auto" else fmt
     where = getattr(rec, "where", "record")
-    if fmt == "alpaca":
-        for key in ("instruction", "output"):
-            if not isinstance(rec.get(key), str) or not rec[key].strip():
-                raise DataError(
-                    f"{where}: alpaca record without a text '{key}' field "
-                    "(needs instruction and output; input is optional)"
-                )
-        prompt = rec["instruction"].strip()
-        extra = rec.get("input") or ""
-        if not isinstance(extra, str):
-            raise DataError(f"{where}: alpaca 'input' must be text")
-        if extra.strip():
-            prompt += "\n\n" + extra.strip()
-        return [{"role": "user", "content": prompt}, {"role": "assistant", "content": rec["output"]}]
-    if fmt == "chat":
-        msgs = rec.get("messages", rec.get("conversations"))
-        if not isinstance(msgs, list) or not msgs:
-            raise DataError(f"{where}: chat record needs a non-empty 'messages' list")
-        out = []
-        for j, m in enumerate(msgs):
-            if not isinstance(m, dict):
-                raise DataError(f"{where}: message {j + 1} is not an object with role/content")
-            role = m.get("role", m.get("from"))
-            content = m.get("content", m.get("value"))
-            role = {"human": "user", "gpt": "assistant"}.get(role, role)
-            if role not in ("system", "user", "assistant") or not isinstance(content, str):
-                raise DataError(f"{where}: message {j + 1} needs role (system/user/assistant) and text content")
-            out.append({"role": role, "content": content})
-        if not any(m["role"] == "assistant" for m in out):
-            raise DataError(f"{where}: chat record has no assistant message to learn from")
-        return out
-    if fmt == "oasst1":
-        text = rec.get("text")
-        if not isinstance(text, str):
-            raise DataError(f"{where}: oasst1 record needs a 'text' field")
-        parts = _TURN.split(text)
-        out = []
-        for role, content in zip(parts[1::2], parts[2::2]):
-            out.append({"role": "user" if role.lower() == "human" else "assistant", "content": content.strip()})
-        if not any(m["role"] == "assistant" for m in out):
-            raise DataError(f"{where}: oasst1 text has no '### Assistant:' turn")
-        return out
-    raise DataError(f"unknown data format {fmt!r}; use one of auto, {', '.join(FORMATS)}")
+    parse = _PARSERS.get(fmt)
+    if parse is None:
+        raise DataError(f"unknown data format {fmt!r}; use one of auto, {', '.join(FORMATS)}")
+    return parse(rec, where)
+
+
+def _alpaca_messages(rec: Record, where: str) -> list[dict]:
+    for key in ("instruction", "output"):
+        if not isinstance(rec.get(key), str) or not rec[key].strip():
+            raise DataError(
+                f"{where}: alpaca record without a text '{key}' field (needs instruction and output; input is optional)"
+            )
+    prompt = rec["instruction"].strip()
+    extra = rec.get("input") or ""
+    if not isinstance(extra, str):
+        raise DataError(f"{where}: alpaca 'input' must be text")
+    if extra.strip():
+        prompt += "\n\n" + extra.strip()
+    return [{"role": "user", "content": prompt}, {"role": "assistant", "content": rec["output"]}]
+
+
+_ROLE_ALIASES = {"human": "user", "gpt": "assistant"}  # ShareGPT's from/value records
+
+
+def _chat_messages(rec: Record, where: str) -> list[dict]:
+    msgs = rec.get("messages", rec.get("conversations"))
+    if not isinstance(msgs, list) or not msgs:
+        raise DataError(f"{where}: chat record needs a non-empty 'messages' list")
+    out = []
+    for j, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise DataError(f"{where}: message {j + 1} is not an object with role/content")
+        role = m.get("role", m.get("from"))
+        content = m.get("content", m.get("value"))
+        if isinstance(role, str):
+            role = _ROLE_ALIASES.get(role, role)
+        if role not in ("system", "user", "assistant") or not isinstance(content, str):
+            raise DataError(f"{where}: message {j + 1} needs role (system/user/assistant) and text content")
+        out.append({"role": role, "content": content})
+    if not any(m["role"] == "assistant" for m in out):
+        raise DataError(f"{where}: chat record has no assistant message to learn from")
+    return out
+
+
+def _oasst1_messages(rec: Record, where: str) -> list[dict]:
+    text = rec.get("text")
+    if not isinstance(text, str):
+        raise DataError(f"{where}: oasst1 record needs a 'text' field")
+    parts = _TURN.split(text)
+    out = [
+        {"role": "user" if role.lower() == "human" else "assistant", "content": content.strip()}
+        for role, content in zip(parts[1::2], parts[2::2])
+    ]
+    if not any(m["role"] == "assistant" for m in out):
+        raise DataError(f"{where}: oasst1 text has no '### Assistant:' turn")
+    return out
+
+
+_PARSERS: dict[str, Callable[[Record, str], list[dict]]] = {
+    "alpaca": _alpaca_messages,
+    "chat": _chat_messages,
+    "oasst1": _oasst1_messages,
+}
 
 
 def encode(tok, messages: list[dict], seq_len: int) -> dict:

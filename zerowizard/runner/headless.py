@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, cast
 
 from zerowizard.runner.events import (
     CheckpointEvent,
@@ -146,7 +146,7 @@ def describe(ev: Mapping[str, Any], predicted: float | None = None) -> str:
     """One plain line for an event (any event of :data:`zerowizard.runner.events.SCHEMAS`);
     ``predicted``: the start event's tokens/s, shown beside each step's measured one."""
     if ev.get("event") == "step" and predicted:
-        return _step(ev, predicted)  # type: ignore[arg-type]
+        return _step(cast("StepEvent", ev), predicted)  # the "event" key says which TypedDict it is
     line = _LINES.get(str(ev.get("event")))
     return line(ev) if line else str(dict(ev))
 

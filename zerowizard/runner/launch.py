@@ -20,7 +20,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from zerowizard.runner.options import LAUNCHERS, WORK_DIRS, RunOptions, Topology, add_run_arguments
 
@@ -152,7 +152,7 @@ class Run:
         model_path, trust = prepare.resolve_model(analysis.model, None)
         data = prepare.resolve_data(opts.plan.data.path, opts.plan.data.format)
         slurm = prepare.slurm_env() if opts.launcher == "slurm" else None
-        limit = cast("MemoryLimit | None", memlimit.limit_spec(opts.memory_limit_gib, analysis.hardware.accelerator))
+        limit = memlimit.limit_spec(opts.memory_limit_gib, analysis.hardware.accelerator)
         plan, resume_from, universal = opts.plan, None, False
         if opts.resume:  # the newest intact checkpoint, checked before any rank starts (runner/resume.py)
             from zerowizard.core.plan import update

@@ -34,6 +34,10 @@ import socket
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zerowizard.runner.runspec import MemoryLimit, RunnerSpec
 
 OOM = "oom"
 CRASH = "crash"
@@ -268,15 +272,15 @@ def prebuild_ops(ds_config: dict) -> None:
             builder.load()
 
 
-def apply_before_model(spec: dict, ds_config: dict, rank: int, workdir: Path) -> dict | None:
+def apply_before_model(spec: RunnerSpec, ds_config: dict, rank: int, workdir: Path) -> dict | None:
     """``--memory-limit``, set inside the rank as the model is about to load.
 
     CUDA: cap the caching allocator at ``(limit - context) / total`` of the device
     (``torch.cuda.set_per_process_memory_fraction``; the context and anything else already on the
     device count against the limit, as on a card of that size). CPU: the ops are built first
     (:func:`prebuild_ops`), then the rank enters its limited cgroup (:func:`enter_cpu_limit`)."""
-    lim = spec.get("memory_limit") or {}
-    if not lim.get("bytes"):
+    lim = spec.get("memory_limit")
+    if not lim or not lim.get("bytes"):
         return None
     limit = int(lim["bytes"])
     if spec.get("accelerator") == "cuda":
@@ -389,7 +393,7 @@ def current_bytes(detail: dict | None, accelerator: str) -> int | None:
     return detail.get("max_allocated") if accelerator == "cuda" else detail.get("rss")
 
 
-def limit_spec(text: str | float | None, accelerator: str) -> dict | None:
+def limit_spec(text: str | float | None, accelerator: str) -> MemoryLimit | None:
     """``runner.json``'s ``memory_limit`` from ``--memory-limit GiB`` (None: no limit), or
     InputError naming the flag and the fix (checked before any rank starts)."""
     if text is None:

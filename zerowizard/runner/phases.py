@@ -136,5 +136,5 @@ def watch_op_builds(phases: Phases) -> None:
             if before[0] is not None:
                 phases.resume(before[0], before[1])
 
-    jit_load._zerowizard = True  # type: ignore[attr-defined]
+    jit_load._zerowizard = True  # type: ignore[attr-defined]  # a marker on the function: patched once
     OpBuilder.jit_load = jit_load

@@ -154,7 +154,7 @@ def slurm_env() -> dict:
     missing = [k for k in ("SLURM_PROCID", "SLURM_NTASKS") if k not in env] + (
         [] if nodelist else ["SLURM_JOB_NODELIST"]
     )
-    if missing:
+    if missing or not nodelist:
         raise PrepareError(
             f"--launcher slurm: {', '.join(missing)} not set; run inside an "
             "allocation, e.g. srun zerowizard run --headless --launcher slurm"

@@ -51,7 +51,7 @@ def load_card(name: str = "tiny-llama") -> dict:
 
 def is_tiny(card: dict | None) -> bool:
     """A card with an architecture but no hub id is built locally."""
-    return bool(card) and not card.get("hub_id") and "hidden_size" in card
+    return card is not None and not card.get("hub_id") and "hidden_size" in card
 
 
 def _key(card: dict, data_files: list[Path], seed: int) -> str:

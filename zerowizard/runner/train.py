@@ -14,9 +14,14 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from zerowizard.runner import lifeline, memlimit
 from zerowizard.runner.events import EventWriter
+
+if TYPE_CHECKING:
+    from zerowizard.core.plan import Plan
+    from zerowizard.runner.runspec import RunnerSpec
 
 
 def _redirect_logs(workdir: Path, rank: int) -> None:
@@ -39,7 +44,7 @@ def _quiet_libraries() -> None:
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
 
 
-def load_model(spec: dict, plan, ds_config: dict, precision: str):
+def load_model(spec: RunnerSpec, plan: Plan, ds_config: dict, precision: str) -> Any:
     """The model (peft-wrapped for LoRA/QLoRA); under ZeRO-3 it is created partitioned."""
     import torch
     import torch._dynamo
@@ -48,11 +53,12 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
     path = spec["model_path"]
     config = AutoConfig.from_pretrained(path, trust_remote_code=spec.get("trust_remote_code", False))
+    cls: Any
     try:  # import the model class now: its lazy imports must not run inside zero.Init
         cls = AutoModelForCausalLM._model_mapping[type(config)]
     except KeyError:
         cls = AutoModelForCausalLM
-    kwargs = {"dtype": dtype, "trust_remote_code": spec.get("trust_remote_code", False)}
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": spec.get("trust_remote_code", False)}
     method = plan.method.type
     if method == "qlora":
         from transformers import BitsAndBytesConfig
@@ -96,7 +102,7 @@ def load_model(spec: dict, plan, ds_config: dict, precision: str):
     return model
 
 
-def freeze_layers(model, plan) -> None:
+def freeze_layers(model: Any, plan: Plan) -> None:
     """Freeze tuning: only the last ``freeze_layers`` decoder layers (narrowed to ``trainable_modules``)
     keep ``requires_grad``; the predicate is the one the memory model counts with (core.freeze)."""
     from zerowizard.core.freeze import is_trainable
@@ -108,7 +114,7 @@ def freeze_layers(model, plan) -> None:
         p.requires_grad_(is_trainable(name, layers, m.freeze_layers, m.trainable_modules))
 
 
-def load_data(spec: dict, plan, tok):
+def load_data(spec: RunnerSpec, plan: Plan, tok: Any) -> list[dict]:
     from zerowizard.runner import data
 
     src = spec["data"]
@@ -116,11 +122,11 @@ def load_data(spec: dict, plan, tok):
     return data.build_examples(tok, records, plan.batch.seq_len, plan.data.format, plan.data.packing)
 
 
-def _int(value, fallback):
+def _int(value: Any, fallback: int) -> int:
     return value if isinstance(value, int) else fallback
 
 
-def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdir: Path):
+def training_arguments(spec: RunnerSpec, plan: Plan, ds_config: dict, precision: str, workdir: Path) -> Any:
     from transformers import TrainingArguments
 
     t = plan.train
@@ -156,7 +162,7 @@ def training_arguments(spec: dict, plan, ds_config: dict, precision: str, workdi
     )
 
 
-def save_final(trainer, final: Path, ds_config: dict) -> None:
+def save_final(trainer: Any, final: Path, ds_config: dict) -> None:
     """LoRA: the adapter in peft format. Full: a from_pretrained directory; under ZeRO-3 the
     16-bit weights are gathered even when the JSON leaves stage3_gather_16bit_weights_on_model_save
     off (the Trainer would then write only a DeepSpeed checkpoint)."""
@@ -169,7 +175,7 @@ def save_final(trainer, final: Path, ds_config: dict) -> None:
         trainer.save_model(str(final))
 
 
-def _counting_trainer(base):
+def _counting_trainer(base: type) -> type:
     """The Trainer, counting this rank's non-padding tokens without a collective per step
     (the Trainer's own include_num_input_tokens_seen gathers across ranks every micro step)."""
 
@@ -291,7 +297,7 @@ def _train(workdir: Path, rank: int, events: EventWriter) -> int:
     return 0
 
 
-def _resuming(spec) -> str:
+def _resuming(spec: RunnerSpec) -> str:
     return f"; loading {spec['resume_from']}" if spec.get("resume_from") else ""
 
 

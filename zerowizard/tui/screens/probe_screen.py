@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import work
+from textual import getters, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -22,6 +22,9 @@ from textual.widgets import Static
 
 from ..widgets.keybar import KeyBar
 from ..widgets.memory_bars import gib, secs
+
+if TYPE_CHECKING:
+    from ..app import ZeroWizardApp
 
 
 def probe_available() -> bool:
@@ -32,6 +35,9 @@ ICONS = {"ok": ("✔", "#61d68a"), "oom": ("✖", "bold #ff6b6b"), "failed": ("�
 
 
 class ProbeScreen(Screen):
+    if TYPE_CHECKING:  # the app's own attributes (plan_screen, detection), as Textual's getters type it
+        app = getters.app(ZeroWizardApp)
+
     BINDINGS = [
         Binding("u", "use_winner", "Use the winner", tooltip="apply the winner's ZeRO fields and batch split"),
         Binding("escape,b", "back", "Back", tooltip="back to the plan (stops a probe that is running)"),
@@ -101,7 +107,7 @@ class ProbeScreen(Screen):
             if r.status == "ok" and c.micro_batch == self.plan.batch.micro_batch:
                 peaks = [x for x in m.device_peak_bytes if x is not None]
                 measured[c.variant] = (max(peaks) if peaks else None, m.step_s)
-        self.app.plan_screen.show_measured(measured)  # type: ignore[attr-defined]
+        self.app.plan_screen.show_measured(measured)
 
     def show(self) -> None:
         table = Text()
@@ -164,7 +170,7 @@ class ProbeScreen(Screen):
     def action_use_winner(self) -> None:
         plan = self.result.winner_plan() if self.result is not None else None
         if plan is not None:
-            self.app.plan_screen.set_plan(plan)  # type: ignore[attr-defined]
+            self.app.plan_screen.set_plan(plan)
             self.app.pop_screen()
 
     def action_back(self) -> None:

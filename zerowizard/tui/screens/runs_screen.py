@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
+from textual import getters
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -21,8 +23,14 @@ from ..widgets.keybar import KeyBar
 
 STATUS_STYLE = {"completed": "#61d68a", "interrupted": "#e5c07b", "failed": "#ff6b6b", "unfinished": "#8a8f98"}
 
+if TYPE_CHECKING:
+    from ..app import ZeroWizardApp
+
 
 class RunsScreen(Screen):
+    if TYPE_CHECKING:  # the app's own attributes (plan_screen, detection), as Textual's getters type it
+        app = getters.app(ZeroWizardApp)
+
     BINDINGS = [
         Binding("enter", "view", "View"),
         Binding("r", "resume", "Resume", tooltip="continue the run from its newest checkpoint"),
@@ -87,7 +95,7 @@ class RunsScreen(Screen):
         lines = log.read_text(errors="replace").splitlines()[-500:] if log.is_file() else []
         events = run.path / "events.jsonl"
         self.app.push_screen(
-            RunScreen(plan, analyze(plan, detection=self.app.detection), run.path, replay=events, replay_log=lines)  # type: ignore[attr-defined]
+            RunScreen(plan, analyze(plan, detection=self.app.detection), run.path, replay=events, replay_log=lines)
         )
 
     def action_resume(self) -> None:
@@ -102,11 +110,11 @@ class RunsScreen(Screen):
             return
         from .run_screen import RunScreen
 
-        self.app.push_screen(RunScreen(plan, analyze(plan, detection=self.app.detection), run.path, resume=True))  # type: ignore[attr-defined]
+        self.app.push_screen(RunScreen(plan, analyze(plan, detection=self.app.detection), run.path, resume=True))
 
     def action_load(self) -> None:
         run = self.selected()
-        if run is not None and self.app.plan_screen.load_from(str(run.path / "plan.yaml")):  # type: ignore[attr-defined]
+        if run is not None and self.app.plan_screen.load_from(str(run.path / "plan.yaml")):
             self.app.pop_screen()
 
     def action_back(self) -> None:
