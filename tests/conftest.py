@@ -25,6 +25,7 @@ def zw(tmp_path):
 
     def run(*args, cwd=None, env=None):
         e = dict(os.environ)
+        e.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: compiled once, not on every call
         e.update(env or {})
         return subprocess.run(
             [sys.executable, "-m", "zerowizard", *map(str, args)],
@@ -36,6 +37,13 @@ def zw(tmp_path):
         )
 
     return run
+
+
+def pytest_configure(config):
+    """The edit loop (``-m fast``) draws a third of the bad-input fuzz cases (the same ones every
+    run); CI's full run draws all of them (tests/badinput/test_fuzz.py)."""
+    if (config.getoption("markexpr", "") or "").strip() == "fast":
+        os.environ.setdefault("ZEROWIZARD_FUZZ_TIER", "fast")
 
 
 def pytest_collection_modifyitems(items):

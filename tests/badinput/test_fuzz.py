@@ -2,7 +2,8 @@
 through the real CLI. For every case: exit 0 or 2, never a traceback, never the crash guard, never
 a hang (a per-case alarm), and the user's files byte-identical unless the export succeeded.
 
-A few hundred cases by default, the same every run (derandomized, so the fast tier never flakes);
+A few hundred cases by default (a hundred under ``-m fast``), the same every run (derandomized,
+so the fast tier never flakes);
 ``ZEROWIZARD_FUZZ_EXAMPLES=5000`` spreads that many over the tests, drawn afresh each run.
 """
 
@@ -32,7 +33,8 @@ from .strategies import (
 )
 
 TESTS = 6
-BUDGET = int(os.environ.get("ZEROWIZARD_FUZZ_EXAMPLES", "300"))
+DEFAULT_BUDGET = "100" if os.environ.get("ZEROWIZARD_FUZZ_TIER") == "fast" else "300"
+BUDGET = int(os.environ.get("ZEROWIZARD_FUZZ_EXAMPLES", DEFAULT_BUDGET))
 FUZZ = settings(
     max_examples=max(10, BUDGET // TESTS),
     deadline=None,

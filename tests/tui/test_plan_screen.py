@@ -30,7 +30,11 @@ async def pick(pilot, screen, path: str, shown: str) -> None:
     await pilot.press("enter")
     await pilot.pause()
     assert isinstance(pilot.app.screen, Picker)
-    if pilot.app.screen.search:
+    if pilot.app.screen.search and len(shown) > 16:  # a long path is pasted, as a person would
+        pilot.app.screen.focused.post_message(events.Paste(shown))
+        await pilot.pause()
+        await pilot.press("enter")
+    elif pilot.app.screen.search:
         await pilot.press(*shown, "enter")
     else:
         ol = pilot.app.screen.query_one("OptionList")

@@ -27,6 +27,7 @@ async def type_into(pilot, screen, path: str, text: str) -> None:
     await pilot.pause()
 
 
+@pytest.mark.slow  # launches a real two-rank run
 async def test_train_fields_are_saved_and_run_uses_them(make, tmp_path):
     app = make(tiny_plan(tmp_path / "elsewhere", 40))
     async with app.run_test(size=SIZE) as pilot:
