@@ -41,7 +41,9 @@ def record(steps: int = 40) -> None:
         plan_file = Path(tmp) / "plan.yaml"
         plan_file.write_text(dump_plan(run_plan(steps)))
         cmd = [sys.executable, "-m", "zerowizard", "run", "--headless", "--plan", str(plan_file)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        # an empty calibration store: the prediction shown is the formula's, not this machine's history
+        calib = str(Path(tmp) / "calibration")
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", "ZEROWIZARD_CALIBRATION": calib}
         print("$", " ".join(cmd), f"(in {tmp})", file=sys.stderr)
         r = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=1800)
         if r.returncode != 0:

@@ -2,6 +2,7 @@
 the GPU catalog, the calibration store (docs/speed-model.md)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -303,6 +304,45 @@ def test_runs_calibrate_later_estimates(tmp_path, monkeypatch):
     after = analyze(plan_from_dict(plan))
     assert after.times[v].step_s == pytest.approx(2 * formula, rel=1e-6)
     assert after.times[v].source == "calibrated from 3 runs on this machine"
+    calibration.invalidate()
+
+
+def test_a_run_on_other_tokens_than_predicted_does_not_calibrate(tmp_path, monkeypatch):
+    """A recorded run whose tokens a step are far from its prediction's (a prediction made for other
+    data) would skew every later estimate: the store ignores it, and the runner does not record it."""
+    from zerowizard.runner.record import record
+
+    monkeypatch.setenv("ZEROWIZARD_CALIBRATION", str(tmp_path / "store"))
+    calibration.invalidate()
+    plan = plan_from_dict({"model": "tiny-llama", "hardware": {"gpu": "cpu", "gpus_per_node": 2}})
+    before = analyze(plan)
+    v = before.selected.variant
+    formula = before.times[v].step_s
+    run = {"variant": calibration.variant_key(v), "world_size": 2, "formula_step_s": formula}
+    calibration.record_run("cpu", {**run, "measured_step_s": formula / 5, "measured_tokens_per_step": 42.0,
+                                   "predicted_tokens_per_step": 4096})  # fmt: skip
+    calibration.invalidate()
+    assert analyze(plan).times[v].step_s == pytest.approx(formula)  # ignored: the formula stands
+    calibration.record_run("cpu", {**run, "measured_step_s": 2 * formula, "measured_tokens_per_step": 180.0,
+                                   "predicted_tokens_per_step": 166})  # fmt: skip
+    calibration.invalidate()
+    assert analyze(plan).times[v].source == "calibrated from 1 run on this machine"
+
+    def workdir(name: str, predicted_tokens: int) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        spec = {"formula_step_s": formula, "predicted_step_s": formula, "predicted_tokens_per_step": predicted_tokens}
+        (d / "runner.json").write_text(json.dumps(spec))
+        steps = [{"event": "step", "step": k, "elapsed_s": 0.5 * k, "tokens_seen": 100 * k, "memory_bytes": [1, 2]}
+                 for k in range(1, 8)]  # fmt: skip
+        (d / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in steps))
+        return d
+
+    calibration.invalidate()
+    assert record(workdir("other", 4096), before) is None  # 100 tokens a step against 4096 predicted
+    assert record(workdir("same", 120), before) is not None  # within the token estimate: scaled by 1.2
+    runs = json.loads(calibration.path_for("cpu").read_text())["runs"]
+    assert len(runs) == 3 and runs[-1]["measured_step_s"] == pytest.approx(0.5 * 1.2)
     calibration.invalidate()
 
 

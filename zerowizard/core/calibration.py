@@ -71,8 +71,9 @@ class Calibration:
         """(measured / formula step time, runs used): the same variant and world size if recorded,
         else every run on this device (the median, robust to one slow run)."""
         key = _variant_key(variant)
-        same = [r for r in self.runs if r.get("variant") == key and r.get("world_size") == world_size]
-        pool = same or list(self.runs)
+        usable = [r for r in self.runs if _comparable(r)]
+        same = [r for r in usable if r.get("variant") == key and r.get("world_size") == world_size]
+        pool = same or usable
         ratios = [
             float(r["measured_step_s"]) / float(r["formula_step_s"])
             for r in pool
@@ -84,6 +85,23 @@ class Calibration:
         mid = len(ratios) // 2
         median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
         return median, len(ratios)
+
+
+TOKENS_AGREE = 2.0  # a run whose tokens a step differ more than this from the prediction's is not its run
+
+
+def tokens_agree(measured: float, predicted: float) -> bool:
+    """Whether a run processed about the tokens its prediction assumed (within TOKENS_AGREE x)."""
+    return predicted / TOKENS_AGREE <= measured <= predicted * TOKENS_AGREE
+
+
+def _comparable(run: dict) -> bool:
+    """A recorded run the formula described: tokens that agree with the prediction's (runs recorded
+    before that check may hold a prediction made for other data), or no token counts at all."""
+    got, want = run.get("measured_tokens_per_step"), run.get("predicted_tokens_per_step")
+    if isinstance(got, (int, float)) and isinstance(want, (int, float)) and _positive(got) and _positive(want):
+        return tokens_agree(float(got), float(want))
+    return True
 
 
 def _positive(x: object) -> bool:

@@ -68,8 +68,11 @@ def measured(events: list[dict]) -> dict | None:
 def record(workdir: Path, analysis: Any, printer: Any = None) -> Path | None:
     """Add a finished run to the calibration store; None when it is too short to measure.
 
-    A run whose sequences are shorter than the plan's (no packing) processed fewer tokens than the
-    prediction assumed: its step time is scaled to the predicted tokens before it is compared."""
+    The prediction is made on the data the run reads, so the tokens it assumed and the tokens the
+    run processed agree to within the estimate of token lengths; what is left is scaled away. A run
+    whose tokens differ by more than ``calibration.TOKENS_AGREE`` was not the run the formula
+    described (a prediction on other data): it is not recorded, since it would skew every later
+    estimate on the machine."""
     from zerowizard.core import calibration
     from zerowizard.runner.events import read_events
     from zerowizard.runner.runspec import read_spec
@@ -86,7 +89,14 @@ def record(workdir: Path, analysis: Any, printer: Any = None) -> Path | None:
     step = got["measured_step_s"]
     tokens, want = got["measured_tokens_per_step"], spec.get("predicted_tokens_per_step")
     if tokens and want and tokens > 0:
-        step *= min(4.0, want / tokens)  # compute grows with tokens; bounded for nearly empty batches
+        if not calibration.tokens_agree(tokens, want):
+            if printer is not None:
+                printer.notice(
+                    f"step time {got['measured_step_s']:.3f} s measured over {tokens:.0f} tokens a step, but the "
+                    f"prediction assumed {want}: not recorded for later estimates"
+                )
+            return None
+        step *= want / tokens  # compute grows with tokens
     hw = analysis.hardware
     run = {
         "variant": calibration.variant_key(sel.variant),
@@ -107,7 +117,11 @@ def record(workdir: Path, analysis: Any, printer: Any = None) -> Path | None:
     path = calibration.record_run(calibration.device_key(hw), run)
     if printer is not None:
         printer.notice(
-            f"step time {got['measured_step_s']:.3f} s measured (predicted {spec.get('predicted_step_s')} s); "
+            f"step time {got['measured_step_s']:.3f} s measured (predicted {_seconds(spec.get('predicted_step_s'))}); "
             f"recorded for later estimates on this machine ({path})"
         )
     return path
+
+
+def _seconds(x: object) -> str:
+    return f"{x:.3f} s" if isinstance(x, (int, float)) else "unknown"
