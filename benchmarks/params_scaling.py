@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zerowizard.core import analysis, memory
 from zerowizard.core.hardware import resolve_hardware
-from zerowizard.core.modelspec import card_spec, resolve_model
+from zerowizard.core.modelcards import card_spec, resolve_model
 from zerowizard.core.plan import plan_from_dict
 
 SIZES = {"1B": 10**9, "7B": 7 * 10**9, "70B": 70 * 10**9, "405B": 405 * 10**9, "1T": 10**12, "3T": 3 * 10**12}

@@ -48,7 +48,7 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     """Two tiers: a module that trains for real says ``pytestmark = pytest.mark.slow``; every other
-    test is ``fast`` (``pytest -m fast`` is the edit loop, under a minute; CI runs both)."""
+    test is ``fast`` (``pytest -m fast`` is the edit loop, about a minute; CI runs both)."""
     for item in items:
         if item.get_closest_marker("slow") is None:
             item.add_marker(pytest.mark.fast)

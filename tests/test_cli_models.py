@@ -10,7 +10,7 @@ def _estimate(zw, *args):
 
 
 def test_freeze_flags(zw):
-    from zerowizard.core.modelspec import resolve_model
+    from zerowizard.core.modelcards import resolve_model
 
     spec = resolve_model("qwen3-8b")
     out = _estimate(zw, "--model", "qwen3-8b", "--method", "freeze", "--freeze-layers", "2", "--gpus", "8xA100-80GB")

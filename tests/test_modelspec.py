@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from zerowizard.core.modelspec import ModelNotFound, catalog, resolve_model
+from zerowizard.core.modelcards import ModelNotFound, catalog, resolve_model
 
 # sum(p.numel()) of the released checkpoints, as the Hub's safetensors metadata and the model
 # cards/papers report them (tied embeddings counted once). Where a model card gives a rounded

@@ -11,7 +11,7 @@ from zerowizard.core.analysis import analyze, estimate_json
 from zerowizard.core.flops import flops_per_token
 from zerowizard.core.hardware import find_gpu, match_nvml, parse_gpus_flag, parse_network
 from zerowizard.core.memory import Variant
-from zerowizard.core.modelspec import resolve_model
+from zerowizard.core.modelcards import resolve_model
 from zerowizard.core.plan import plan_from_dict
 
 SEQ = 2048

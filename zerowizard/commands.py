@@ -312,7 +312,7 @@ def cmd_presets() -> int:
     from rich.table import Table
 
     from .core.dsconfig import load_base, zero_settings
-    from .core.modelspec import catalog, family_label, family_order, resolve_model
+    from .core.modelcards import catalog, family_label, family_order, resolve_model
     from .core.plan import PRESET_NAMES, Plan
     from .core.recipes import list_recipes
 

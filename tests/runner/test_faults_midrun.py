@@ -46,3 +46,38 @@ def test_disk_fault_during_the_run(tmp_path, mounts, fault):
     last = events(workdir)[-2:]  # on a full disk too: space for them was reserved beside the stream
     assert [e["event"] for e in last] == ["error", "end"] and last[0]["kind"] == "disk", last
     assert_no_orphans(workdir)
+
+
+def test_a_full_disk_while_the_final_model_is_written(tmp_path, mounts):
+    """The final model is committed as a checkpoint is: a disk that fills up while it is written
+    leaves no half-written final/ (nor its partial folder), and the last checkpoint stays intact."""
+    point = mounts.tmpfs("128m")
+    workdir, release = point / "run", tmp_path / "release"
+    proc = subprocess.Popen(
+        zw_cmd(*FAST, "--output", str(workdir)),
+        cwd=tmp_path,
+        env=run_env(ZEROWIZARD_TEST_HOLD=f"end:{release}"),  # after the last checkpoint, before final/
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        from .test_ownership import SETUP_S, wait_for
+
+        wait_for(lambda: any(e["event"] == "checkpoint" for e in events(workdir)), SETUP_S)
+        fill(point)
+        release.touch()
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out[-3000:] + err[-3000:]
+    assert "Traceback" not in out + err
+    assert "the disk is full" in err, err
+    assert not (workdir / "final").exists() and not (workdir / ".final.partial").exists()
+    ckpt = workdir / "checkpoints" / "checkpoint-4"
+    assert f"the last complete checkpoint is kept: {ckpt}" in out
+    from zerowizard.runner import checkpoints
+
+    assert checkpoints.check(ckpt) is None
+    assert_no_orphans(workdir)

@@ -7,7 +7,7 @@ import pytest
 from textual.command import CommandPalette
 from textual.widgets import Input, OptionList
 
-from zerowizard.core.modelspec import catalog
+from zerowizard.core.modelcards import catalog
 from zerowizard.tui.commands import PLAN_ACTIONS
 from zerowizard.tui.labels import LABELS
 from zerowizard.tui.screens.help_screen import HelpScreen

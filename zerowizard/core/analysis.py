@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from . import calibration, dsconfig, eta, memory, optimizers, rules, speed
 from .flops import activation_elements, flops_per_token, gathered_params
 from .hardware import Detection, Hardware, resolve_hardware
-from .modelspec import ModelNotFound, ModelSpec, resolve_model
+from .modelcards import ModelNotFound, resolve_model
+from .modelspec import ModelSpec
 from .plan import MethodSection, Plan
 from .prequant import weight_bytes
 from .problems import Problem, errors, sort_problems

@@ -21,7 +21,8 @@ import math
 from dataclasses import replace
 from functools import lru_cache
 
-from .modelspec import ModelSpec, card_spec, catalog
+from .modelcards import card_spec, catalog
+from .modelspec import ModelSpec
 
 
 def _step(h: int) -> int:

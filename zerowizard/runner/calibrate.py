@@ -90,7 +90,7 @@ def _llama(dims, dtype):
 
 
 def _spec(cfg):
-    from zerowizard.core.modelspec import _spec_from_config
+    from zerowizard.core.modelcards import _spec_from_config
 
     return _spec_from_config(cfg.to_dict() | {"family": "llama"}, "calibration", source="local")
 

@@ -196,7 +196,8 @@ class TestHooks(TrainerCallback):
     """Faults on demand for the tests: ZEROWIZARD_TEST_CRASH='RANK:STEP' raises on that rank;
     ZEROWIZARD_TEST_STOP_AT=STEP stops cleanly after that step (checkpoint saved);
     ZEROWIZARD_TEST_HOLD='STEP:FILE' waits at the end of that step until FILE exists (the test
-    breaks the disk meanwhile)."""
+    breaks the disk meanwhile); STEP 'end' waits after training's last checkpoint, before the final
+    model is written."""
 
     def __init__(self, rank: int):
         self.rank = rank
@@ -205,13 +206,22 @@ class TestHooks(TrainerCallback):
         stop = os.environ.get("ZEROWIZARD_TEST_STOP_AT", "")
         self.stop = int(stop) if stop else None
         hold = os.environ.get("ZEROWIZARD_TEST_HOLD", "")
-        self.hold = (int(hold.split(":", 1)[0]), Path(hold.split(":", 1)[1])) if hold else None
+        at, _, release = hold.partition(":")
+        self.hold = (-1 if at == "end" else int(at), Path(release)) if hold else None
+
+    def _wait(self) -> None:
+        assert self.hold is not None
+        deadline = time.time() + 600
+        while not self.hold[1].exists() and time.time() < deadline:
+            time.sleep(0.1)
+
+    def on_train_end(self, args, state, control, **kw):
+        if self.hold and self.hold[0] == -1:
+            self._wait()
 
     def on_step_end(self, args, state, control, **kw):
         if self.hold and state.global_step == self.hold[0]:
-            deadline = time.time() + 600
-            while not self.hold[1].exists() and time.time() < deadline:
-                time.sleep(0.1)
+            self._wait()
         if self.crash and self.crash[0] == self.rank and state.global_step >= self.crash[1]:
             raise RuntimeError(f"injected crash on rank {self.rank} at step {state.global_step} (test hook)")
         if self.stop and state.global_step >= self.stop:

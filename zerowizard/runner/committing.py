@@ -27,7 +27,7 @@ PAUSE_FLAG = ".test_save_paused"
 PAUSE_LIMIT_S = 300.0
 
 
-def _barrier() -> None:
+def barrier() -> None:
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -65,26 +65,26 @@ def committing_trainer(base: type, workdir: Path, keep: int = 0) -> type:
             if local0:  # leftovers of interrupted saves (all of them at the first save of this run)
                 checkpoints.clear_staging(workdir, None if not self._zw_cleared else name)
             self._zw_cleared = True
-            _barrier()
+            barrier()
             self._zw_staging = True
             try:
                 super()._save_checkpoint(model, trial)
             finally:
                 self._zw_staging = False
-            _barrier()  # every rank's shards are written
+            barrier()  # every rank's shards are written
             facts = self._zw_facts()
             tag_file = staging / "latest"
             if tag_file.is_file():
                 facts["tag"] = tag_file.read_text(encoding="utf-8").strip()
             if self.args.process_index == 0:
                 checkpoints.commit(staging, root / name, facts)
-            _barrier()
+            barrier()
             if local0 and self.args.process_index != 0 and staging.is_dir():
                 checkpoints.commit(staging, root / name, {**facts, "node_local": True})
                 checkpoints.rotate(workdir, keep)
             if self.args.process_index == 0:
                 checkpoints.rotate(workdir, keep)
-            _barrier()
+            barrier()
 
         def _save_rng_state(self, output_dir: str) -> None:
             super()._save_rng_state(output_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -162,17 +163,42 @@ def training_arguments(spec: RunnerSpec, plan: Plan, ds_config: dict, precision:
     )
 
 
+FINAL_STAGING = ".final.partial"
+
+
 def save_final(trainer: Any, final: Path, ds_config: dict) -> None:
     """LoRA: the adapter in peft format. Full: a from_pretrained directory; under ZeRO-3 the
     16-bit weights are gathered even when the JSON leaves stage3_gather_16bit_weights_on_model_save
-    off (the Trainer would then write only a DeepSpeed checkpoint)."""
-    zero = ds_config.get("zero_optimization", {})
-    if zero.get("stage") == 3 and not zero.get("stage3_gather_16bit_weights_on_model_save"):
-        state = trainer.model_wrapped._zero3_consolidated_16bit_state_dict()  # every rank joins
-        if trainer.args.should_save:
-            trainer._save(str(final), state_dict=state)
-    else:
-        trainer.save_model(str(final))
+    off (the Trainer would then write only a DeepSpeed checkpoint).
+
+    Written as a checkpoint is: into ``.final.partial`` next to it, then (after every rank is done)
+    rank 0 writes the marker listing every file and renames the folder to ``final``. A kill or a
+    full disk halfway leaves no half-written ``final/`` for export-model or a user to load; the
+    partial folder is removed on failure and before the next attempt."""
+    from zerowizard.runner import checkpoints
+    from zerowizard.runner.committing import barrier
+
+    staging = final.parent / FINAL_STAGING
+    rank0 = trainer.args.process_index == 0
+    if rank0:
+        shutil.rmtree(staging, ignore_errors=True)
+    barrier()
+    try:
+        zero = ds_config.get("zero_optimization", {})
+        if zero.get("stage") == 3 and not zero.get("stage3_gather_16bit_weights_on_model_save"):
+            state = trainer.model_wrapped._zero3_consolidated_16bit_state_dict()  # every rank joins
+            if trainer.args.should_save:
+                trainer._save(str(staging), state_dict=state)
+        else:
+            trainer.save_model(str(staging))
+        barrier()  # every rank's part is written
+        if rank0:
+            checkpoints.commit(staging, final, {"step": trainer.state.global_step, "final": True})
+    except BaseException:
+        if rank0:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    barrier()
 
 
 def _counting_trainer(base: type) -> type:

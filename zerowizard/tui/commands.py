@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from textual.app import SystemCommand
 
 from zerowizard.core.hardware import CATALOG
-from zerowizard.core.modelspec import catalog
+from zerowizard.core.modelcards import catalog
 from zerowizard.core.plan import METHODS, OFFLOAD_DEVICES, PRECISIONS, PRESET_NAMES
 
 from .labels import label

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 
 from zerowizard.core.hardware import CATALOG, Detection
-from zerowizard.core.modelspec import catalog
+from zerowizard.core.modelcards import catalog
 from zerowizard.core.plan import METHODS, OFFLOAD_DEVICES, PRECISIONS, PRESET_NAMES, Plan
 from zerowizard.core.text import fmt_cc, fmt_gib
 
@@ -41,7 +41,7 @@ def _size(n: int) -> str:
 
 def describe_model(name: str) -> str:
     """'llama · 8.03B · meta-llama/Meta-Llama-3-8B' (the picker's search reads it too)."""
-    from zerowizard.core.modelspec import resolve_model
+    from zerowizard.core.modelcards import resolve_model
 
     card = catalog().get(name) or {}
     parts = [str(card.get("family", ""))]
