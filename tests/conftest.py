@@ -7,6 +7,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# pytest rewrites every test module for its assertions and caches the result as bytecode; under
+# PYTHONDONTWRITEBYTECODE (set in many containers) each xdist worker redid that on every run (~1 s)
+sys.dont_write_bytecode = False
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _own_calibration_store(tmp_path_factory):
