@@ -13,29 +13,42 @@ from .conftest import FAST, assert_no_orphans, events, fill, run_env, zw_cmd
 pytestmark = pytest.mark.slow  # real training: the CI tier, not the edit loop
 
 
-@pytest.mark.parametrize("fault", ["full", "read-only"])
-def test_disk_fault_during_the_run(tmp_path, mounts, fault):
-    point = mounts.tmpfs("128m")
-    workdir, release = point / "run", tmp_path / "release"
+def run_with_fault(tmp_path, workdir, hold: str, fault, *args: str) -> tuple[int, str, str]:
+    """A run whose ranks wait at ``hold`` (a step, or 'end') until ``fault()`` has broken the disk,
+    after the first checkpoint: (exit code, stdout, stderr)."""
+    from .test_ownership import SETUP_S, wait_for
+
+    release = tmp_path / "release"
     proc = subprocess.Popen(
-        zw_cmd(*FAST, "--max-steps", "6", "--save-steps", "2", "--output", str(workdir)),
+        zw_cmd(*FAST, *args, "--output", str(workdir)),
         cwd=tmp_path,
-        env=run_env(ZEROWIZARD_TEST_HOLD=f"3:{release}"),  # the ranks wait after step 3 for the fault
+        env=run_env(ZEROWIZARD_TEST_HOLD=f"{hold}:{release}"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
-        from .test_ownership import SETUP_S, wait_for
-
         wait_for(lambda: any(e["event"] == "checkpoint" for e in events(workdir)), SETUP_S)
-        fill(point) if fault == "full" else mounts.read_only(workdir / "checkpoints")
+        fault()
         release.touch()
         out, err = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 1, out[-3000:] + err[-3000:]
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_disk_fault_during_the_run(tmp_path, mounts, fault):
+    point = mounts.tmpfs("128m")
+    workdir = point / "run"
+
+    def break_disk() -> None:
+        fill(point) if fault == "full" else mounts.read_only(workdir / "checkpoints")
+
+    # the ranks wait after step 3 for the fault
+    rc, out, err = run_with_fault(tmp_path, workdir, "3", break_disk, "--max-steps", "6", "--save-steps", "2")
+    assert rc == 1, out[-3000:] + err[-3000:]
     assert "Traceback" not in out + err
     lines = [line for line in err.splitlines() if line.startswith("zerowizard: error:")]
     what = "the disk is full" if fault == "full" else "read-only"
@@ -52,26 +65,10 @@ def test_a_full_disk_while_the_final_model_is_written(tmp_path, mounts):
     """The final model is committed as a checkpoint is: a disk that fills up while it is written
     leaves no half-written final/ (nor its partial folder), and the last checkpoint stays intact."""
     point = mounts.tmpfs("128m")
-    workdir, release = point / "run", tmp_path / "release"
-    proc = subprocess.Popen(
-        zw_cmd(*FAST, "--output", str(workdir)),
-        cwd=tmp_path,
-        env=run_env(ZEROWIZARD_TEST_HOLD=f"end:{release}"),  # after the last checkpoint, before final/
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        from .test_ownership import SETUP_S, wait_for
-
-        wait_for(lambda: any(e["event"] == "checkpoint" for e in events(workdir)), SETUP_S)
-        fill(point)
-        release.touch()
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 1, out[-3000:] + err[-3000:]
+    workdir = point / "run"
+    # the ranks wait after the last checkpoint, before final/ is written
+    rc, out, err = run_with_fault(tmp_path, workdir, "end", lambda: fill(point))
+    assert rc == 1, out[-3000:] + err[-3000:]
     assert "Traceback" not in out + err
     assert "the disk is full" in err, err
     assert not (workdir / "final").exists() and not (workdir / ".final.partial").exists()
