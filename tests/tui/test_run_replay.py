@@ -96,3 +96,18 @@ async def test_a_crash_during_start_up_stops_the_bar_pulsing(make, tmp_path):
         assert screen.query_one("#progress").total is not None  # a bar without a total pulses forever
         text = status(screen)
         assert "before the first step" in text and "injected" in text and "None" not in text
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30), (200, 60)])
+async def test_the_step_line_keeps_the_loss_and_shortens_the_prediction(make, tmp_path, size):
+    """Beside the bar: step, ETA, tok/s with the prediction, loss. Where that does not fit, the
+    prediction shortens and then goes; the loss stays on screen at every size."""
+    app = make()
+    async with app.run_test(size=size) as pilot:
+        screen = await replay(app, pilot, EVENTS, tmp_path / "run")
+        box = screen.query_one("#run-stats")
+        text = str(box.render())
+        assert "loss 5.6748" in text and "step 40/40" in text
+        assert len(text) <= box.size.width
+        if size[0] >= 200:
+            assert "(predicted 814)" in text

@@ -233,22 +233,35 @@ class RunScreen(Screen):
         if bar.total is None:
             bar.update(total=max(self.record.total or 0, self.record.step or 0, 1), progress=self.record.step or 0)
 
+    def _step_stats(self, s: dict, predicted: str | None) -> Text:
+        """predicted: the label of the predicted tok/s ('' leaves it out; None leaves tok/s out)."""
+        stats = Text()
+        stats.append(f" step {s.get('step')}/{s.get('total_steps')}", "bold")
+        stats.append(f" · ETA {fmt_s(s.get('eta_s'))}")
+        if predicted is not None:
+            stats.append(f" · {s.get('tokens_per_s') or 0:,.0f} tok/s")
+        if self.predicted_tps and predicted:
+            stats.append(f" ({predicted}{self.predicted_tps:,.0f})", "dim")
+        if s.get("loss") is not None:
+            stats.append(f" · loss {s['loss']:.4f}")
+        return stats
+
     def show_status(self) -> None:
         s = self.last_step
+        box = self.query_one("#run-stats", Static)
         stats = Text()
         if s:
-            stats.append(f" step {s.get('step')}/{s.get('total_steps')}", "bold")
-            stats.append(f" · ETA {fmt_s(s.get('eta_s'))}")
-            stats.append(f" · {s.get('tokens_per_s') or 0:,.0f} tok/s")
-            if self.predicted_tps:
-                stats.append(f" (predicted {self.predicted_tps:,.0f})", "dim")
-            if s.get("loss") is not None:
-                stats.append(f" · loss {s['loss']:.4f}")
+            # the fullest form that fits beside the bar: the prediction shortens, then goes, then tok/s
+            # (the log's lines keep it); step, ETA and loss stay
+            for predicted in ("predicted ", "pred. ", "", None):
+                stats = self._step_stats(s, predicted)
+                if not box.size.width or stats.cell_len <= box.size.width:
+                    break
         elif self.record.state in ("starting", "running"):
             stats.append(" waiting for the first step…", "dim")
-        self.query_one("#run-stats", Static).update(stats)
+        box.update(stats)
         widget = self.query_one("#run-status", Static)
-        widget.update(status_text(self.record, self.output, self.predicted, time.time()))
+        widget.update(status_text(self.record, self.output, time.time()))
         widget.set_class(self.record.state == "crashed", "-error")
         self.refresh_bindings()
 

@@ -11,8 +11,6 @@ from pathlib import Path
 
 from rich.text import Text
 
-from ..widgets.memory_bars import gib
-
 STATES = {
     "starting": ("◌ starting", "#e5c07b"),
     "running": ("● running", "#61d68a"),
@@ -106,7 +104,7 @@ def latest_checkpoint_step(output: Path) -> int | None:
     return int(ckpt.name.split("-")[-1]) if ckpt is not None else None
 
 
-def status_text(r: RunRecord, output: Path, predicted: int | None, now: float) -> Text:
+def status_text(r: RunRecord, output: Path, now: float) -> Text:
     label, style = STATES[r.state]
     out = Text()
     out.append(label, style)
@@ -132,6 +130,4 @@ def status_text(r: RunRecord, output: Path, predicted: int | None, now: float) -
             out.append(f" · last checkpoint: step {ckpt} (Runs, F6 on the plan, resumes it)", "dim")
         elif r.step is not None:
             out.append(" · no checkpoint yet: nothing to resume (Save steps sets how often one is written)", "dim")
-    if predicted:
-        out.append(f"   predicted {gib(predicted)} per device", "dim")
     return out
