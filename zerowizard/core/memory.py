@@ -576,7 +576,8 @@ def _stage3(w: Workload, v: Variant, st: _States) -> dict:
     g32 = _ceil_div(4 * st.t, n)
     opt = _ZERO if v.offload_optimizer == "nvme" else _put(_ceil_div(st.optim, n), st.off_opt)
     bucket = _dev(w.reduce_bucket_size * wb if w.contiguous_gradients else 0)
-    live = min(w.max_live_parameters, w.prefetch_bucket_size + w.largest_layer_params)
+    # never more than the model itself: a model smaller than the prefetch bucket is gathered whole, once
+    live = min(w.max_live_parameters, w.prefetch_bucket_size + w.largest_layer_params, w.total_params)
     gathered = max(live, w.largest_layer_params) * wb
     last = _dev(st.emb * wb if n > 1 else 0)
     back = {
