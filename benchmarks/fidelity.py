@@ -796,7 +796,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="fnmatch pattern on config names")
     ap.add_argument("--quick", action="store_true", help="a handful of 1M configs at 2 ranks")
     ap.add_argument("--detail", action="store_true", help="keep per-tensor-path byte counts in the JSON")
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--out", help=f"the report (default {RESULTS.name}; with --rescore the rescored file)")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--grad-accum", type=int, help="gradient accumulation steps (default 1)")
     ap.add_argument("--rescore", metavar="JSON", help="re-predict a previous run's measurements (no DeepSpeed)")
@@ -858,15 +858,22 @@ def main(argv=None) -> int:
     print(markdown_families(report["families"]))
     print(f"{len(rows)} configs in {report['seconds']} s; errors: {report['errors'] or 'none'}")
     if not args.no_write:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(report, indent=1, default=str) + "\n")
-        print(f"wrote {args.out}")
+        out = Path(args.out or RESULTS)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+        print(f"wrote {out}")
     return 0 if not report["errors"] else 1
 
 
 def rescore(args) -> int:
-    """Predictions of the current memory model against the measurements stored in a report."""
+    """Predictions of the current memory model against the measurements stored in a report, under
+    the report's own settings (its gradient accumulation, unless --grad-accum says otherwise)."""
+    global GRAD_ACCUM
     old = json.loads(Path(args.rescore).read_text())
+    GRAD_ACCUM = args.grad_accum or int(old.get("grad_accum") or 1)
+    if old.get("bucket_elements", BUCKET) != BUCKET or old.get("seq_len", SEQ) != SEQ:
+        print(f"note: measured with bucket {old.get('bucket_elements')}, sequence {old.get('seq_len')}; "
+              f"predicted with {BUCKET}, {SEQ}", file=sys.stderr)  # fmt: skip
     cache = cpu_ranks.model_cache()
     done = [r for r in old["rows"] if not r.get("error")]
     if args.only:
@@ -900,7 +907,7 @@ def rescore(args) -> int:
             "max_abs_rel_error_states": abs(worst["rel_error_states"]),
             "worst_config": worst["name"],
         }
-        Path(args.out).write_text(json.dumps(report, indent=1, default=str) + "\n")
+        Path(args.out or args.rescore).write_text(json.dumps(report, indent=1, default=str) + "\n")
     return 0
 
 
