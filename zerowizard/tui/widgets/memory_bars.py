@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from rich.segment import Segment
 from rich.style import Style
 from textual.events import Click
-from textual.geometry import Region
 from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
@@ -21,6 +20,8 @@ from textual.widget import Widget
 
 from zerowizard.core.memory import Variant
 from zerowizard.core.text import GIB
+
+from .note import changed_lines
 
 PARTS = (  # (Breakdown attribute, legend name, colour)
     ("weights", "weights", "#4c8bf5"),
@@ -126,13 +127,7 @@ class MemoryBars(Widget, can_focus=False):
             self.refresh()
             return
         before = self._lines
-        after = self._strips()
-        width = self.size.width
-        changed = [
-            Region(0, y, width, 1)
-            for y in range(max(len(before), len(after)))
-            if y >= len(before) or y >= len(after) or before[y] != after[y]
-        ]
+        changed = changed_lines(before, self._strips(), self.size.width)
         if changed:
             self.refresh(*changed)
 

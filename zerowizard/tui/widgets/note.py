@@ -16,6 +16,16 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 
+def changed_lines(before: list[Strip], after: list[Strip], width: int) -> list[Region]:
+    """The one-line regions whose strips differ between two renderings (a line added or gone
+    counts): what a line-API widget repaints instead of the whole of itself."""
+    return [
+        Region(0, y, width, 1)
+        for y in range(max(len(before), len(after)))
+        if y >= len(before) or y >= len(after) or before[y] != after[y]
+    ]
+
+
 class Note(Widget):
     content: reactive[str | Text] = reactive("", repaint=False)
     _key: tuple | None = None
@@ -27,12 +37,7 @@ class Note(Widget):
         if not self.is_mounted or not width:
             self.refresh()
             return
-        before, after = self._strips, self._current()
-        changed = [
-            Region(0, y, width, 1)
-            for y in range(max(len(before), len(after)))
-            if y >= len(before) or y >= len(after) or before[y] != after[y]
-        ]
+        changed = changed_lines(self._strips, self._current(), width)
         if changed:
             self.refresh(*changed)
 
