@@ -71,9 +71,8 @@ class Calibration:
         """(measured / formula step time, runs used): the same variant and world size if recorded,
         else every run on this device (the median, robust to one slow run)."""
         key = _variant_key(variant)
-        usable = [r for r in self.runs if _comparable(r)]
-        same = [r for r in usable if r.get("variant") == key and r.get("world_size") == world_size]
-        pool = same or usable
+        same = [r for r in self.runs if r.get("variant") == key and r.get("world_size") == world_size]
+        pool = same or list(self.runs)
         ratios = [
             float(r["measured_step_s"]) / float(r["formula_step_s"])
             for r in pool
@@ -136,7 +135,8 @@ def _read(path: Path, device: str, machine: str) -> Calibration | None:
         return None
     raw = data.get("bench")
     bench: dict = raw if isinstance(raw, dict) else {}
-    runs = tuple(r for r in data.get("runs") or () if isinstance(r, dict))
+    # runs the formula did not describe (recorded before that check) are dropped once, here
+    runs = tuple(r for r in data.get("runs") or () if isinstance(r, dict) and _comparable(r))
     return Calibration(machine=machine, device=device, bench=bench, runs=runs)
 
 
